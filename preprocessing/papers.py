@@ -1,0 +1,97 @@
+"""Parse the assignment's paper files: `<ID:n>`, `Title: ...`, `Abstract: ...` (may span lines)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+# Folder name -> label. The label strings are the product's vocabulary everywhere.
+FOLDER_LABELS = {"Cancer": "cancer", "Non-Cancer": "non_cancer"}
+LABELS = ("cancer", "non_cancer")
+
+_ID_RE = re.compile(r"^\s*<ID:\s*([^>]+?)\s*>\s*$")
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    title: str
+    abstract: str
+    label: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    path: Path
+    reason: str
+
+
+class PaperParseError(ValueError):
+    """A file that is not a paper; the message says why."""
+
+
+def decode_bytes(raw: bytes) -> str:
+    """UTF-8 first (with BOM), then cp1252, then latin-1, which never fails."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+def parse_paper_text(text: str, label: str | None = None, source: str = "") -> Paper:
+    """Parse one paper. Lines after `Abstract:` all belong to the abstract."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        raise PaperParseError("empty file")
+    match = _ID_RE.match(lines[0])
+    if not match:
+        raise PaperParseError(f"first line is not <ID:...>: {lines[0][:60]!r}")
+    title, abstract_lines, section = None, [], None
+    for line in lines[1:]:
+        if section is None and line.startswith("Title:"):
+            title, section = line[len("Title:") :].strip(), "title"
+        elif section != "abstract" and line.startswith("Abstract:"):
+            abstract_lines, section = [line[len("Abstract:") :].strip()], "abstract"
+        elif section == "abstract":
+            abstract_lines.append(line.strip())
+        elif section == "title":
+            title = f"{title} {line.strip()}"  # a title wrapped over two lines
+    abstract = " ".join(part for part in abstract_lines if part)
+    if not title:
+        raise PaperParseError("missing or empty Title:")
+    if not abstract:
+        raise PaperParseError("missing or empty Abstract:")
+    return Paper(id=match.group(1), title=title, abstract=abstract, label=label, source=source)
+
+
+def parse_paper_file(path: Path, label: str | None = None) -> Paper:
+    return parse_paper_text(decode_bytes(path.read_bytes()), label=label, source=str(path))
+
+
+def iter_labelled_files(data_dir: Path) -> Iterator[tuple[Path, str]]:
+    for folder, label in FOLDER_LABELS.items():
+        for path in sorted((data_dir / folder).glob("*.txt")):
+            yield path, label
+
+
+def read_dataset(data_dir: Path, progress: bool = True) -> tuple[list[Paper], list[ParseFailure]]:
+    """Read every paper under `Cancer/` and `Non-Cancer/`; failures are collected, not raised."""
+    missing = [f for f in FOLDER_LABELS if not (data_dir / f).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{data_dir} has no {', '.join(missing)} folder")
+    files = list(iter_labelled_files(data_dir))
+    papers, failures = [], []
+    for path, label in tqdm(files, desc="reading papers", unit="file", disable=not progress):
+        try:
+            papers.append(parse_paper_file(path, label))
+        except (PaperParseError, OSError) as err:
+            failures.append(ParseFailure(path, str(err)))
+    return papers, failures

@@ -1,0 +1,165 @@
+"""Prompt templates and the label verbaliser: the one place that decides what the model reads.
+
+Training and serving both render papers through `PromptRenderer`, so the text the model sees
+at serving time is byte-for-byte the text it was trained on. A template is named and versioned;
+its token caps are part of the version, because they change what the model sees.
+
+The chat frame (the model's chat template with placeholders) comes from the model's tokenizer
+once, when a model directory is written, and is stored beside it in `prompt_frame.json`; the
+gateway then needs only `tokenizers` (no transformers, no torch) to render and truncate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+
+FRAME_FILE = "prompt_frame.json"
+_SYS, _USER = "\x00SYSTEM\x00", "\x00USER\x00"
+# Used for models without a chat template.
+PLAIN_FRAME = f"{_SYS}\n\n{_USER}\nAnswer:"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    revision: int
+    system: str
+    instruction: str
+    title_token_cap: int
+    abstract_token_cap: int | None
+    # label -> the single answer token the model emits for it.
+    label_words: Mapping[str, str] = field(
+        default_factory=lambda: {"cancer": "yes", "non_cancer": "no"}
+    )
+
+    @property
+    def version(self) -> str:
+        cap = self.abstract_token_cap or "none"
+        return f"{self.name}.r{self.revision}.t{self.title_token_cap}.a{cap}"
+
+    def user_message(self, title: str, abstract: str) -> str:
+        # The instruction comes first so every prompt shares one prefix (prefix caching).
+        return f"{self.instruction}\nTitle: {title}\nAbstract: {abstract}"
+
+
+TEMPLATES: dict[str, PromptTemplate] = {
+    t.name: t
+    for t in (
+        PromptTemplate(
+            name="cancer-yn-short",
+            revision=1,
+            system="You classify biomedical papers.",
+            instruction="Is this paper about cancer? Answer yes or no.",
+            title_token_cap=64,
+            abstract_token_cap=96,
+        ),
+        PromptTemplate(
+            name="cancer-yn",
+            revision=1,
+            system="You classify biomedical papers.",
+            instruction="Is this paper about cancer? Answer yes or no.",
+            title_token_cap=64,
+            abstract_token_cap=192,
+        ),
+    )
+}
+DEFAULT_TEMPLATE = "cancer-yn-short"
+
+
+def get_template(name: str) -> PromptTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise KeyError(f"unknown prompt template {name!r}; known: {sorted(TEMPLATES)}") from None
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    text: str
+    truncated: bool
+
+
+def chat_frame(hf_tokenizer: Any) -> str:
+    """The model's chat template applied to placeholders (a transformers tokenizer)."""
+    if not getattr(hf_tokenizer, "chat_template", None):
+        return PLAIN_FRAME
+    messages = [{"role": "system", "content": _SYS}, {"role": "user", "content": _USER}]
+    return hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def write_prompt_frame(model_dir: Path, hf_tokenizer: Any) -> None:
+    frame = chat_frame(hf_tokenizer)
+    (model_dir / FRAME_FILE).write_text(json.dumps({"frame": frame}, indent=2))
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+class PromptRenderer:
+    """Renders a paper into the model's input text, capping title and abstract in tokens."""
+
+    def __init__(self, template: PromptTemplate, frame: str, tokenizer: Tokenizer) -> None:
+        if _SYS not in frame or _USER not in frame:
+            raise ValueError("chat frame lacks its placeholders")
+        self.template = template
+        self.tokenizer = tokenizer
+        head, rest = frame.split(_SYS, 1)
+        middle, tail = rest.split(_USER, 1)
+        self._before_user = head + template.system + middle
+        self._after_user = tail
+        self.label_token_ids = {
+            label: self._single_token(word) for label, word in template.label_words.items()
+        }
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, template_name: str | None = None) -> PromptRenderer:
+        """Template from the argument, else the model's manifest, else the default."""
+        if template_name is None:
+            manifest = model_dir / "manifest.json"
+            if manifest.exists():
+                template_name = json.loads(manifest.read_text())["prompt"]["template"]
+        template = get_template(template_name or DEFAULT_TEMPLATE)
+        frame = json.loads((model_dir / FRAME_FILE).read_text())["frame"]
+        return cls(template, frame, Tokenizer.from_file(str(model_dir / "tokenizer.json")))
+
+    def _single_token(self, word: str) -> int:
+        ids = self.tokenizer.encode(word, add_special_tokens=False).ids
+        if len(ids) != 1:
+            raise ValueError(f"label word {word!r} is {len(ids)} tokens; it must be one")
+        return ids[0]
+
+    def _cap(self, text: str, cap: int | None) -> tuple[str, bool]:
+        """Keep the first `cap` tokens, cut at a token boundary of the original text."""
+        text = _collapse(text)
+        if cap is None:
+            return text, False
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(encoding.ids) <= cap:
+            return text, False
+        return text[: encoding.offsets[cap - 1][1]], True
+
+    def render(self, title: str, abstract: str) -> RenderedPrompt:
+        title, title_cut = self._cap(title, self.template.title_token_cap)
+        abstract, abstract_cut = self._cap(abstract, self.template.abstract_token_cap)
+        user = self.template.user_message(title, abstract)
+        return RenderedPrompt(self._before_user + user + self._after_user, title_cut or abstract_cut)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def max_prompt_tokens(self) -> int:
+        """An upper bound on a rendered prompt's length (the engine's context is sized from it).
+        Token counts can grow by a few at the seams where title/abstract meet the frame."""
+        empty = self.count_tokens(self.render("", "").text)
+        caps = self.template.title_token_cap + (self.template.abstract_token_cap or 4096)
+        return empty + caps + 8
+
+    def answer_label(self, token_id: int) -> str:
+        return next(label for label, tid in self.label_token_ids.items() if tid == token_id)
