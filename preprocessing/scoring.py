@@ -1,0 +1,43 @@
+"""How a label is read off the model: one forward pass, the next-token distribution restricted
+to the label tokens. Shared by offline evaluation (training) and the gateway (inference)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from preprocessing.prompts import PromptRenderer
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    probability: float  # of the returned label
+    cancer_probability: float
+
+
+def sampling_params(renderer: PromptRenderer) -> dict:
+    """vLLM sampling parameters (same names offline and on the OpenAI server). With the engine
+    flag `--logprobs-mode processed_logprobs` the returned log-probabilities are those over the
+    allowed label tokens only."""
+    return {
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "logprobs": len(renderer.label_token_ids),
+        "allowed_token_ids": sorted(renderer.label_token_ids.values()),
+    }
+
+
+def score_from_logprobs(renderer: PromptRenderer, logprobs: Mapping[int, float]) -> LabelScore:
+    """Renormalise over the label tokens (a missing label counts as probability 0)."""
+    probs = {
+        label: math.exp(logprobs[tid]) if tid in logprobs else 0.0
+        for label, tid in renderer.label_token_ids.items()
+    }
+    total = sum(probs.values())
+    if total <= 0:
+        raise ValueError("no label token among the returned log-probabilities")
+    cancer = probs["cancer"] / total
+    label = "cancer" if cancer >= 0.5 else "non_cancer"
+    return LabelScore(label, cancer if label == "cancer" else 1.0 - cancer, cancer)
