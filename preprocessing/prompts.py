@@ -149,7 +149,8 @@ class PromptRenderer:
         title, title_cut = self._cap(title, self.template.title_token_cap)
         abstract, abstract_cut = self._cap(abstract, self.template.abstract_token_cap)
         user = self.template.user_message(title, abstract)
-        return RenderedPrompt(self._before_user + user + self._after_user, title_cut or abstract_cut)
+        text = self._before_user + user + self._after_user
+        return RenderedPrompt(text, title_cut or abstract_cut)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)

@@ -1,0 +1,106 @@
+"""python -m inference: run the engine, the gateway, both together, swap models, bulk-classify."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def _log_setup() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+@app.command()
+def engine(
+    model: Path = typer.Option(None, help="Merged model directory (default: models/latest, "
+                               "else the embedded base model)"),
+    host: str = typer.Option(None, help="Bind address (default 127.0.0.1; env ENGINE_HOST)"),
+    port: int = typer.Option(None, help="Port (default 8000; env ENGINE_PORT)"),
+) -> None:
+    """Start vLLM's OpenAI server for the model with platform-tuned arguments, wait until it
+    serves, print where it listens, and stay in the foreground until stopped."""
+    from inference import engine as eng
+    from inference.models import resolve_model_dir
+
+    _log_setup()
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = eng.EngineSettings(**overrides)
+    model_dir = resolve_model_dir(model)
+    process = eng.start(settings, model_dir)
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    url = f"http://{settings.host}:{settings.port}"
+    try:
+        waited = eng.wait_ready(url, settings.served_model_name, settings.ready_timeout_s, process)
+        typer.echo(f"engine ready in {waited:.0f} s: {url}/v1 serving {model_dir}")
+        raise typer.Exit(process.wait())
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@app.command()
+def gateway() -> None:
+    """Run the FastAPI gateway (settings from GATEWAY_* environment variables; see README)."""
+    import uvicorn
+
+    from inference.gateway.app import create_app
+    from inference.gateway.logs import configure_logging
+    from inference.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    configure_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_config=None, access_log=False, timeout_graceful_shutdown=10)
+
+
+@app.command()
+def serve(
+    model: Path = typer.Option(None, help="Model directory (default: models/latest, else the "
+                               "embedded base model)"),
+    engine_port: int = typer.Option(8000, help="Engine port"),
+    gateway_port: int = typer.Option(8080, help="Gateway port"),
+) -> None:
+    """Engine + gateway together on loopback; Ctrl-C stops both cleanly."""
+    from inference.local import ServeState, start_local, stop_process
+    from inference.models import resolve_model_dir
+
+    _log_setup()
+    state = start_local(resolve_model_dir(model), engine_port, gateway_port)
+    typer.echo(f"gateway: {state.gateway_url}  (docs {state.gateway_url}/docs)\n"
+               f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
+    _wait_for_interrupt()
+    state = ServeState.load()  # deploy-model may have replaced the engine meanwhile
+    stop_process(state.gateway_pid)
+    for proc in state.engines:
+        stop_process(proc.pid)
+    typer.echo("stopped")
+
+
+def _wait_for_interrupt() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("deploy-model")
+def deploy_model(
+    model: Path = typer.Argument(..., help="Merged model directory to serve next"),
+) -> None:
+    """Zero-downtime swap on a running `serve`: start a new engine with MODEL, wait until it is
+    ready, switch the gateway to it, let the old engine drain, then stop it."""
+    from inference.deploy import api_key_from_env
+    from inference.deploy import deploy_model as deploy
+    from inference.local import ServeState
+
+    _log_setup()
+    typer.echo(json.dumps(deploy(model, ServeState.load(), api_key_from_env()), indent=2))

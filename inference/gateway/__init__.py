@@ -1,0 +1,1 @@
+"""The FastAPI gateway: the classify_paper contract over a pool of vLLM engines."""

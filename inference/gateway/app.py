@@ -1,0 +1,99 @@
+"""Builds the gateway app: settings in, a FastAPI app out; state lives on `app.state`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from inference.gateway.classifier import Classifier, ModelInfo, ServiceError
+from inference.gateway.engines import EnginePool
+from inference.gateway.metrics import GatewayMetrics
+from inference.gateway.middleware import GatewayMiddleware
+from inference.gateway.routes import router
+from inference.gateway.settings import GatewaySettings
+from inference.models import load_renderer, model_version, read_manifest, resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+
+def build_classifier(
+    settings: GatewaySettings,
+    engine_urls: list[str],
+    model_dir: Path,
+    client: httpx.AsyncClient,
+    metrics: GatewayMetrics,
+) -> Classifier:
+    manifest = read_manifest(model_dir)
+    renderer = load_renderer(model_dir)
+    version = settings.model_version or model_version(manifest)
+    info = ModelInfo(settings.model_name, version, renderer.template.version, manifest)
+    metrics.set_model(settings.model_name, version, info.prompt_version)
+    pool = EnginePool(engine_urls, client, resolve=settings.resolve_engines)
+    return Classifier(settings, pool, renderer, metrics, info)
+
+
+async def _health_loop(app: FastAPI) -> None:
+    settings: GatewaySettings = app.state.settings
+    while True:
+        service: Classifier = app.state.service
+        with contextlib.suppress(Exception):  # a probe must never kill the loop
+            await service.pool.probe_all()
+        app.state.metrics.engines_healthy.set(len(service.pool.healthy()))
+        await asyncio.sleep(settings.health_interval_s)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: GatewaySettings = app.state.settings
+    limits = httpx.Limits(max_connections=settings.max_in_flight + 8,
+                          max_keepalive_connections=settings.max_in_flight + 8)
+    # One client for the app's life: pooled keep-alive connections to the engines.
+    async with httpx.AsyncClient(limits=limits, timeout=settings.request_timeout_s) as client:
+        app.state.client = client
+        app.state.service = build_classifier(
+            settings, settings.engine_urls, resolve_model_dir(settings.model_dir), client,
+            app.state.metrics,
+        )
+        await app.state.service.pool.probe_all()
+        task = asyncio.create_task(_health_loop(app))
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
+async def _service_error(_: Request, err: ServiceError) -> JSONResponse:
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+    return JSONResponse({"detail": err.detail}, status_code=err.status, headers=headers)
+
+
+async def _unexpected(_: Request, err: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=err)
+    return JSONResponse({"detail": "internal error; see the gateway log for this request id"},
+                        status_code=500)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    app = FastAPI(
+        title="Paper classifier",
+        version="1.0",
+        summary="Is this biomedical paper about cancer?",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = GatewayMetrics()
+    app.state.api_keys = settings.load_api_keys()
+    app.include_router(router)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(GatewayMiddleware, metrics=app.state.metrics,
+                       max_body_bytes=settings.max_body_bytes)
+    return app

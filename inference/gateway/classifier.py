@@ -1,0 +1,152 @@
+"""The classification service: render the prompt, look up the cache, call one engine under
+backpressure with retries on failed connections, turn label log-probabilities into an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+
+import httpx
+from cachetools import LRUCache
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from inference.gateway.engines import Engine, EnginePool, NoEngineAvailable
+from inference.gateway.metrics import GatewayMetrics
+from inference.gateway.settings import GatewaySettings
+from preprocessing.clean import paper_key
+from preprocessing.prompts import PromptRenderer
+from preprocessing.scoring import sampling_params, score_from_logprobs
+
+
+class ServiceError(Exception):
+    """A failure the client should see as `status` with `detail` (and maybe Retry-After)."""
+
+    def __init__(self, status: int, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.retry_after = status, detail, retry_after
+
+
+class _EngineLost(Exception):
+    """The engine failed before answering (connection refused or dropped): safe to retry,
+    classification is idempotent."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    label: str
+    probability: float
+    cancer_probability: float
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # served model name in vLLM
+    version: str
+    prompt_version: str
+    manifest: dict
+
+
+class Classifier:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        pool: EnginePool,
+        renderer: PromptRenderer,
+        metrics: GatewayMetrics,
+        model: ModelInfo,
+    ) -> None:
+        self.settings, self.pool, self.renderer = settings, pool, renderer
+        self.metrics, self.model = metrics, model
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._cache: LRUCache[str, Answer] = LRUCache(maxsize=max(settings.cache_size, 1))
+        self._params = sampling_params(renderer) | {"return_tokens_as_token_ids": True}
+
+    def _cache_key(self, title: str, abstract: str) -> str:
+        raw = f"{paper_key(title, abstract)}\x1f{self.model.version}\x1f{self.model.prompt_version}"
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    async def classify(self, title: str, abstract: str) -> Answer:
+        key = self._cache_key(title, abstract)
+        if self.settings.cache_size and (hit := self._cache.get(key)) is not None:
+            self.metrics.cache_requests.labels("hit").inc()
+            return hit
+        self.metrics.cache_requests.labels("miss").inc()
+        prompt = self.renderer.render(title, abstract)
+        logprobs = await self._call_engine(prompt.text)
+        score = score_from_logprobs(self.renderer, logprobs)
+        answer = Answer(score.label, score.probability, score.cancer_probability, prompt.truncated)
+        if self.settings.cache_size:
+            self._cache[key] = answer
+        self.metrics.predictions.labels(answer.label).inc()
+        self.metrics.cancer_probability.observe(answer.cancer_probability)
+        return answer
+
+    async def _call_engine(self, prompt: str) -> dict[int, float]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=self.settings.queue_wait_s)
+        except TimeoutError:
+            self.metrics.engine_errors.labels("overload").inc()
+            raise ServiceError(429, "too many requests in flight; retry later",
+                               self.settings.retry_after_s) from None
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_EngineLost),
+                stop=stop_after_attempt(self.settings.connect_retries + 1),
+                wait=wait_exponential(multiplier=0.05, max=0.5),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._post(self.pool.pick(), prompt)
+        except NoEngineAvailable:
+            raise ServiceError(503, "no inference engine is available; retry later",
+                               self.settings.retry_after_s) from None
+        except _EngineLost as err:
+            raise ServiceError(503, f"inference engine unavailable: {err}",
+                               self.settings.retry_after_s) from None
+        finally:
+            self._slots.release()
+        raise AssertionError("unreachable")
+
+    async def _post(self, engine: Engine, prompt: str) -> dict[int, float]:
+        body = {"model": self.model.name, "prompt": prompt, **self._params}
+        engine.in_flight += 1
+        started = time.perf_counter()
+        try:
+            response = await self.pool.client.post(
+                f"{engine.url}/v1/completions", json=body, timeout=self.settings.request_timeout_s
+            )
+        except httpx.TimeoutException:
+            self.metrics.engine_errors.labels("timeout").inc()
+            raise ServiceError(504, "inference engine timed out") from None
+        except httpx.TransportError as err:
+            self.metrics.engine_errors.labels("connect").inc()
+            self.pool.mark_failed(engine, type(err).__name__)
+            raise _EngineLost(type(err).__name__) from None
+        finally:
+            engine.in_flight -= 1
+            self.metrics.engine_duration.observe(time.perf_counter() - started)
+        if response.status_code != 200:
+            self.metrics.engine_errors.labels("http").inc()
+            raise ServiceError(502, f"inference engine answered {response.status_code}")
+        return _label_logprobs(response.json())
+
+
+def _label_logprobs(payload: dict) -> dict[int, float]:
+    """`{"token_id:10407": -0.6, ...}` (return_tokens_as_token_ids) -> {10407: -0.6, ...}."""
+    try:
+        top = payload["choices"][0]["logprobs"]["top_logprobs"][0]
+        return {int(token.rsplit(":", 1)[1]): float(lp) for token, lp in top.items()}
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise ServiceError(502, f"unexpected engine response: {err!r}") from None
+
+
+def answer_dict(answer: Answer) -> dict:
+    return asdict(answer)

@@ -1,0 +1,110 @@
+"""A pool of vLLM engines: least-loaded choice among the healthy, failed ones skipped until a
+health probe sees them back. With `resolve=True` a hostname (a headless Kubernetes Service)
+expands to one engine per address it resolves to."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+class NoEngineAvailable(Exception):
+    """No healthy engine right now."""
+
+
+@dataclass
+class Engine:
+    url: str
+    healthy: bool = True  # optimistic until the first probe says otherwise
+    in_flight: int = 0
+    last_error: str = ""
+
+
+async def _expand(url: str) -> list[str]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return [url]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port, family=socket.AF_INET, type=socket.SOCK_STREAM
+        )
+    except OSError:
+        return [url]  # unresolvable now: keep the name, the probe will mark it down
+    port = f":{parts.port}" if parts.port else ""
+    addresses = sorted({info[4][0] for info in infos})
+    return [urlunsplit(parts._replace(netloc=f"{a}{port}")) for a in addresses]
+
+
+class EnginePool:
+    def __init__(self, urls: list[str], client: httpx.AsyncClient, resolve: bool = False) -> None:
+        if not urls:
+            raise ValueError("at least one engine URL is needed")
+        self.configured = list(urls)
+        self.client = client
+        self.resolve = resolve
+        self.engines = [Engine(u.rstrip("/")) for u in urls]
+
+    def healthy(self) -> list[Engine]:
+        return [e for e in self.engines if e.healthy]
+
+    def pick(self) -> Engine:
+        candidates = self.healthy()
+        if not candidates:
+            raise NoEngineAvailable("no healthy engine")
+        return min(candidates, key=lambda e: e.in_flight)
+
+    def mark_failed(self, engine: Engine, reason: str) -> None:
+        if engine.healthy:
+            log.warning("engine marked down", extra={"engine": engine.url, "reason": reason})
+        engine.healthy, engine.last_error = False, reason
+
+    def in_flight(self) -> int:
+        return sum(e.in_flight for e in self.engines)
+
+    async def _refresh_addresses(self) -> None:
+        urls = [u for c in self.configured for u in await _expand(c)]
+        known = {e.url: e for e in self.engines}
+        self.engines = [known.get(u.rstrip("/")) or Engine(u.rstrip("/")) for u in urls]
+
+    async def _probe(self, engine: Engine) -> None:
+        try:
+            response = await self.client.get(f"{engine.url}/health", timeout=1.0)
+            ok = response.status_code == 200
+        except httpx.HTTPError as err:
+            ok, engine.last_error = False, type(err).__name__
+        if ok and not engine.healthy:
+            log.info("engine back", extra={"engine": engine.url})
+        engine.healthy = ok
+
+    async def probe_all(self) -> None:
+        if self.resolve:
+            await self._refresh_addresses()
+        await asyncio.gather(*(self._probe(e) for e in self.engines))
+
+    async def serves_model(self, model_name: str) -> bool:
+        """Ready = some healthy engine lists the expected model."""
+        for engine in self.healthy():
+            try:
+                response = await self.client.get(f"{engine.url}/v1/models", timeout=1.0)
+                if any(m.get("id") == model_name for m in response.json().get("data", [])):
+                    return True
+            except (httpx.HTTPError, ValueError):
+                continue
+        return False
+
+    async def health_loop(self, interval_s: float) -> None:
+        while True:
+            await self.probe_all()
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,61 @@
+"""Gateway settings: environment variables prefixed GATEWAY_ (documented defaults below)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    host: str = Field("127.0.0.1", description="Bind address (0.0.0.0 in a container)")
+    port: int = Field(8080, description="Listen port")
+    engine_urls: Annotated[list[str], NoDecode] = Field(
+        ["http://127.0.0.1:8000"], description="vLLM OpenAI servers, comma-separated"
+    )
+    resolve_engines: bool = Field(
+        False, description="Expand each engine hostname to all its addresses (headless Service)"
+    )
+    admin_enabled: bool = Field(
+        False, description="Expose POST /admin/model for zero-downtime swaps (local serving)"
+    )
+    model_name: str = Field("paper-classifier", description="Served model name in vLLM")
+    model_dir: Path | None = Field(
+        None, description="Model directory with tokenizer.json, prompt_frame.json, manifest.json "
+        "(default: models/latest, else the embedded base model)"
+    )
+    model_version: str = Field("", description="Label of the served model version (metrics, logs)")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        [], description="Accepted API keys, comma-separated; empty and no file = auth off"
+    )
+    api_keys_file: Path | None = Field(None, description="File with one API key per line")
+    max_batch: int = Field(64, ge=1, description="Most papers in one /v1/classify_papers call")
+    max_in_flight: int = Field(64, ge=1, description="Most engine calls in flight at once")
+    queue_wait_s: float = Field(1.0, ge=0, description="Wait for a slot before answering 429")
+    request_timeout_s: float = Field(30.0, gt=0, description="Per engine call; beyond it 504")
+    connect_retries: int = Field(3, ge=0, description="Retries of a call that did not connect")
+    max_body_bytes: int = Field(4 * 1024 * 1024, description="Larger bodies get 413")
+    max_title_chars: int = Field(2_000, description="Longer titles get 422")
+    max_abstract_chars: int = Field(100_000, description="Longer abstracts get 422")
+    cache_size: int = Field(10_000, ge=0, description="Result cache entries (0 = off)")
+    health_interval_s: float = Field(2.0, gt=0, description="How often engines are probed")
+    retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 429 and 503")
+    log_level: str = Field("info", description="Python log level")
+
+    _split = field_validator("engine_urls", "api_keys", mode="before")(_split_csv)
+
+    def load_api_keys(self) -> list[str]:
+        keys = list(self.api_keys)
+        if self.api_keys_file and self.api_keys_file.exists():
+            keys += [k.strip() for k in self.api_keys_file.read_text().splitlines() if k.strip()]
+        return keys

@@ -1,0 +1,143 @@
+"""Local serving on one machine: engine(s) + gateway as child processes on loopback, with a
+small state file so `deploy-model` can find and replace the running engine."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from inference import engine as engine_mod
+from preprocessing.settings import PROJECT_ROOT
+
+RUN_DIR = PROJECT_ROOT / ".run"
+STATE_FILE = RUN_DIR / "serve.json"
+
+
+@dataclass
+class EngineProc:
+    url: str
+    port: int
+    pid: int
+    model_dir: str
+
+
+@dataclass
+class ServeState:
+    gateway_url: str
+    gateway_pid: int
+    engines: list[EngineProc] = field(default_factory=list)
+
+    def save(self, path: Path = STATE_FILE) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path = STATE_FILE) -> ServeState:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: is `python -m inference serve` running?")
+        raw = json.loads(path.read_text())
+        return cls(raw["gateway_url"], raw["gateway_pid"],
+                   [EngineProc(**e) for e in raw["engines"]])
+
+
+def free_port(preferred: int) -> int:
+    for port in range(preferred, preferred + 100):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError(f"no free port from {preferred}")
+
+
+def start_engine(model_dir: Path, port: int, settings: engine_mod.EngineSettings) -> EngineProc:
+    """Start an engine in its own process group (it outlives the command that started it) and
+    wait until it serves; a failed start is killed, never left half-running."""
+    settings = settings.model_copy(update={"port": port, "host": "127.0.0.1"})
+    RUN_DIR.mkdir(exist_ok=True)
+    process = engine_mod.start(settings, model_dir, log_path=RUN_DIR / f"engine-{port}.log",
+                               detach=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        engine_mod.wait_ready(url, settings.served_model_name, settings.ready_timeout_s, process)
+    except BaseException:
+        stop_process(process.pid)
+        raise
+    return EngineProc(url, port, process.pid, str(model_dir))
+
+
+def stop_process(pid: int, timeout_s: float = 20.0) -> None:
+    """SIGTERM the process group (vLLM's engine core is a child), SIGKILL if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                if _is_zombie(pid):
+                    return
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+def _is_zombie(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap our own child, if it is one
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def start_gateway(engine_urls: list[str], model_dir: Path, port: int,
+                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    gateway_env = os.environ | (env or {}) | {
+        "GATEWAY_ENGINE_URLS": ",".join(engine_urls),
+        "GATEWAY_MODEL_DIR": str(model_dir),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_ADMIN_ENABLED": "true",
+    }
+    RUN_DIR.mkdir(exist_ok=True)
+    log = open(RUN_DIR / f"gateway-{port}.log", "ab")  # noqa: SIM115 - owned by the child
+    process = subprocess.Popen([sys.executable, "-m", "inference", "gateway"], env=gateway_env,
+                               stdout=log, stderr=log, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {process.returncode}; see {log.name}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_process(process.pid)
+    raise TimeoutError("gateway not ready after 60 s")
+
+
+def start_local(model_dir: Path, engine_port: int, gateway_port: int) -> ServeState:
+    """Engine, then gateway in front of it; the state file records both for deploy-model."""
+    started = time.monotonic()
+    proc = start_engine(model_dir, free_port(engine_port), engine_mod.EngineSettings())
+    try:
+        gateway, url = start_gateway([proc.url], model_dir, free_port(gateway_port))
+    except BaseException:
+        stop_process(proc.pid)
+        raise
+    state = ServeState(url, gateway.pid, [proc])
+    state.save()
+    print(f"engine + gateway ready in {time.monotonic() - started:.0f} s", flush=True)
+    return state
