@@ -104,3 +104,14 @@ def deploy_model(
 
     _log_setup()
     typer.echo(json.dumps(deploy(model, ServeState.load(), api_key_from_env()), indent=2))
+
+
+def _register_fetch_model() -> None:
+    from inference.fetch_model import fetch_model_command
+
+    app.command("fetch-model", help="Download a published model version from the model "
+                "bucket and verify every checksum (the engine's init container).")(
+        fetch_model_command)
+
+
+_register_fetch_model()
