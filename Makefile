@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 EXTRAS ?= serve-cpu,train,loadtest,dev
 
-.PHONY: setup data base-model train serve demo test lint bench loadtest rollout clean
+.PHONY: setup data base-model train serve demo test lint bench loadtest rollout infra-check clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,9 @@ $(STAMP):
 	@command -v prometheus >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } || \
 	  echo "warning: could not install prometheus; its tests will skip"
+	@# checkov clashes with the project's dependencies: it gets a venv of its own.
+	@test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && \
+	  .venv-checkov/bin/pip install -q checkov==3.3.30; } || echo "warning: checkov tests will skip"
 	@rm -f $(VENV)/.setup-* && touch $@
 
 data: setup
@@ -53,6 +56,18 @@ lint: setup
 
 bench: data
 	$(PY) -m loadtest bench
+
+KUBECTL ?= $(shell command -v kubectl || echo $(VENV)/bin/kubectl)
+
+# make rollout MODEL_VERSION=v0.2.0 [DRY_RUN=1]: point the prod overlay at a published model
+# version, render, apply, and wait for the engines and gateways to roll.
+rollout:
+	@test -n "$(MODEL_VERSION)" || { echo "usage: make rollout MODEL_VERSION=v0.2.0 [DRY_RUN=1]" >&2; exit 2; }
+	KUBECTL="$(KUBECTL)" bash k8s/rollout.sh $(if $(DRY_RUN),--dry-run) "$(MODEL_VERSION)"
+
+# Static checks of the deployment files (no Docker engine, no terraform binary, no cloud).
+infra-check: setup
+	$(PY) -m pytest -q tests/infra tests/test_registry.py -m "not integration"
 
 loadtest: setup
 	$(PY) -m loadtest run --users 32 --spawn-rate 8 --duration 10m --host http://127.0.0.1:8080

@@ -115,3 +115,26 @@ def _register_fetch_model() -> None:
 
 
 _register_fetch_model()
+
+
+@app.command()
+def classify(
+    input_path: Path = typer.Argument(..., help="A folder of paper files (optionally "
+                                      "Cancer/ and Non-Cancer/), or a CSV, JSONL or parquet "
+                                      "file with title and abstract (and id) columns"),
+    out: Path = typer.Option(Path("results/classified.parquet"), help="Output parquet"),
+    url: str = typer.Option("http://127.0.0.1:8080", help="Gateway URL"),
+    batch_size: int = typer.Option(16, help="Papers per request"),
+    concurrency: int = typer.Option(4, help="Requests in flight"),
+    api_key: str = typer.Option(None, envvar="LOADTEST_API_KEY", help="Gateway API key"),
+) -> None:
+    """Classify many papers through the gateway. Results are written chunk by chunk: kill it
+    and run the same command again, and it resumes; each input appears once in OUT."""
+    import asyncio
+
+    from inference.bulk import classify_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = asyncio.run(classify_file(input_path, out, url, batch_size, concurrency, api_key))
+    errors = sum(e is not None for e in table["error"].to_pylist())
+    typer.echo(f"wrote {table.num_rows} rows to {out} ({errors} with errors)")
