@@ -42,7 +42,10 @@ train: data
 serve: setup
 	$(PY) -m inference serve
 
+# The main job: raw files -> dataset -> fine-tuned merged model (reused when built, trained
+# otherwise) -> engine + gateway -> the test split classified over REST.
 demo: data
+	@test -e models/latest/config.json || $(PY) -m training run
 	$(PY) -m inference demo
 
 test: setup

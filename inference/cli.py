@@ -83,6 +83,37 @@ def serve(
     typer.echo("stopped")
 
 
+@app.command()
+def demo(
+    model: Path = typer.Option(None, help="Model directory (default: models/latest, else the "
+                               "embedded base model)"),
+    processed_dir: Path = typer.Option(Path("data/processed"), help="Output of `python -m "
+                                       "preprocessing`"),
+    engine_port: int = typer.Option(8000, help="Engine port"),
+    gateway_port: int = typer.Option(8080, help="Gateway port"),
+    keep_running: bool = typer.Option(True, help="Leave engine + gateway up until Ctrl-C"),
+) -> None:
+    """Serve the model (engine + gateway), classify the test split over REST, print accuracy
+    and sample answers, then keep both running with their URLs shown until Ctrl-C."""
+    from inference.demo import run_demo
+    from inference.local import ServeState, start_local, stop_process
+    from inference.models import resolve_model_dir
+
+    _log_setup()
+    state = start_local(resolve_model_dir(model), engine_port, gateway_port)
+    try:
+        run_demo(processed_dir, state.gateway_url)
+        if keep_running:
+            typer.echo(f"\ngateway: {state.gateway_url}  (docs {state.gateway_url}/docs)\n"
+                       f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
+            _wait_for_interrupt()
+    finally:
+        state = ServeState.load()
+        stop_process(state.gateway_pid)
+        for proc in state.engines:
+            stop_process(proc.pid)
+
+
 def _wait_for_interrupt() -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
