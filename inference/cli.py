@@ -115,7 +115,14 @@ def demo(
 
 
 def _wait_for_interrupt() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    """Sleep until Ctrl-C or SIGTERM. Both handlers are set explicitly: a shell starts
+    background jobs with SIGINT ignored, and Python keeps an inherited 'ignore'."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         while True:
             time.sleep(3600)
