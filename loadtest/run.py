@@ -1,0 +1,380 @@
+"""`python -m loadtest run`: Locust headless against a gateway, then a summary (JSON + markdown),
+a chart of latency and throughput over time, the gateway's memory before and after, and a
+verdict against the service-level objectives."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tqdm import tqdm
+
+from loadtest.settings import LoadtestSettings
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+CSV_PREFIX = "locust"
+AGGREGATED = "Aggregated"
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1h30m' -> seconds (Locust's --run-time syntax)."""
+    text = text.strip().lower()
+    parts = _DURATION_RE.findall(text)
+    if not text or not parts or _DURATION_RE.sub("", text).strip():
+        raise ValueError(f"not a duration: {text!r} (try 30s, 10m, 1h30m)")
+    scale = {"h": 3600, "m": 60, "s": 1, "": 1}
+    return sum(float(n) * scale[unit] for n, unit in parts)
+
+
+# --- the gateway's memory --------------------------------------------------------------------
+
+def pid_listening_on(port: int) -> int | None:
+    """The process that listens on a local TCP port: psutil when installed, else /proc."""
+    try:
+        import psutil
+    except ImportError:
+        return _pid_from_proc(port)
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                return conn.pid
+    except psutil.AccessDenied:
+        return _pid_from_proc(port)
+    return None
+
+
+def _pid_from_proc(port: int) -> int | None:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":
+                inodes.add(cols[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def local_port(host: str) -> int | None:
+    """The port of a URL that points at this machine, else None (its memory is not ours to see)."""
+    url = urlparse(host)
+    if url.hostname not in ("127.0.0.1", "localhost", "0.0.0.0", "::1"):
+        return None
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+@dataclass
+class RssSampler:
+    """Samples a process's resident memory every `interval_s` in a background thread."""
+
+    pid: int | None
+    interval_s: float = 2.0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def sample(self) -> int | None:
+        value = rss_bytes(self.pid) if self.pid else None
+        if value is not None:
+            self.samples.append((time.time(), value))
+        return value
+
+    def __enter__(self) -> RssSampler:
+        self.start_bytes = self.sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.end_bytes = self.sample()
+
+    def report(self) -> dict:
+        mib = lambda b: None if b is None else round(b / 2**20, 1)  # noqa: E731
+        peak = max((b for _, b in self.samples), default=None)
+        start, end = self.start_bytes, self.end_bytes
+        return {"pid": self.pid, "start_mib": mib(start), "end_mib": mib(end),
+                "peak_mib": mib(peak),
+                "growth_mib": mib(end - start) if start is not None and end is not None else None}
+
+
+# --- reading Locust's CSV --------------------------------------------------------------------
+
+def _num(value: str) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None  # "N/A" before the first answer
+    return None if math.isnan(number) else number
+
+
+def read_stats(csv_prefix: Path) -> dict[str, dict]:
+    """Rows of `<prefix>_stats.csv` by request name (the total row is `Aggregated`)."""
+    with open(f"{csv_prefix}_stats.csv", newline="") as f:
+        return {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def read_history(csv_prefix: Path, name: str | None = AGGREGATED) -> list[dict]:
+    """Rows of `<prefix>_stats_history.csv` for one request name (all rows for None), oldest
+    first."""
+    with open(f"{csv_prefix}_stats_history.csv", newline="") as f:
+        return [row for row in csv.DictReader(f) if name is None or row["Name"] == name]
+
+
+def papers_per_s_history(csv_prefix: Path, batch_size: int) -> dict[int, float]:
+    """Papers/s at each timestamp: every route's current requests/s times its papers per call
+    (needs Locust's --csv-full-history, which writes a row per route)."""
+    rates: dict[int, float] = {}
+    for row in read_history(csv_prefix, None):
+        if row["Name"] != AGGREGATED:
+            stamp = int(row["Timestamp"])
+            rates[stamp] = rates.get(stamp, 0.0) + (_num(row["Requests/s"]) or 0.0) * (
+                papers_per_request(row["Name"], batch_size))
+    return rates
+
+
+def papers_per_request(name: str, batch_size: int) -> int:
+    return batch_size if name.startswith("/v1/classify_papers") else 1
+
+
+def _row_summary(row: dict, batch_size: int) -> dict:
+    requests = int(row["Request Count"])
+    failures = int(row["Failure Count"])
+    return {
+        "requests": requests,
+        "failures": failures,
+        "error_rate": failures / requests if requests else 0.0,
+        "requests_per_s": _num(row["Requests/s"]) or 0.0,
+        "papers_per_s": (_num(row["Requests/s"]) or 0.0)
+        * papers_per_request(row["Name"], batch_size),
+        "p50_ms": _num(row["50%"]),
+        "p95_ms": _num(row["95%"]),
+        "p99_ms": _num(row["99%"]),
+        "mean_ms": _num(row["Average Response Time"]),
+        "max_ms": _num(row["Max Response Time"]),
+    }
+
+
+def summarise(csv_prefix: Path, batch_size: int) -> dict:
+    """Throughput, latency percentiles and failures, overall and per route, from the CSV."""
+    rows = read_stats(csv_prefix)
+    if AGGREGATED not in rows:
+        raise RuntimeError(f"{csv_prefix}_stats.csv has no {AGGREGATED} row: did Locust run?")
+    routes = {name: _row_summary(row, batch_size) for name, row in rows.items()
+              if name != AGGREGATED}
+    total = _row_summary(rows[AGGREGATED], batch_size)
+    total["papers_per_s"] = sum(r["papers_per_s"] for r in routes.values())
+    return {"total": total, "routes": routes}
+
+
+# --- service-level objectives ---------------------------------------------------------------
+
+def slo_violations(summary: dict, max_error_rate: float | None,
+                   max_p95_ms: float | None, min_requests: int = 1) -> list[str]:
+    total = summary["total"]
+    broken = []
+    if total["requests"] < min_requests:
+        broken.append(f"only {total['requests']} requests completed (want >= {min_requests})")
+    if max_error_rate is not None and total["error_rate"] > max_error_rate:
+        broken.append(f"error rate {total['error_rate']:.4f} > {max_error_rate}")
+    if max_p95_ms is not None and (total["p95_ms"] is None or total["p95_ms"] > max_p95_ms):
+        broken.append(f"p95 {total['p95_ms']} ms > {max_p95_ms} ms")
+    return broken
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def summary_markdown(summary: dict) -> str:
+    cfg, rss = summary["config"], summary["gateway_rss"]
+    lines = [
+        f"# Load test {summary['started_at']}",
+        "",
+        f"{cfg['users']} users (spawn rate {cfg['spawn_rate']}/s) for {cfg['duration']} against "
+        f"`{cfg['host']}`; task weights single:batch = {cfg['single_weight']}:"
+        f"{cfg['batch_weight']}, batch size {cfg['batch_size']}, cache busting "
+        f"{'on' if cfg['cache_bust'] else 'off'}.",
+        "",
+        "| route | requests | failures | req/s | papers/s | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [*summary["routes"].items(), ("**all**", summary["total"])]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['requests']} | {r['failures']} | "
+                     f"{_fmt(r['requests_per_s'], 2)} | {_fmt(r['papers_per_s'], 2)} | "
+                     f"{_fmt(r['p50_ms'], 0)} | {_fmt(r['p95_ms'], 0)} | {_fmt(r['p99_ms'], 0)} |")
+    agreement = summary.get("label_agreement")
+    lines += [
+        "",
+        f"- Error rate: {summary['total']['error_rate']:.4%}",
+        f"- Gateway RSS (pid {rss['pid']}): start {_fmt(rss['start_mib'])} MiB, "
+        f"end {_fmt(rss['end_mib'])} MiB, peak {_fmt(rss['peak_mib'])} MiB",
+    ]
+    if agreement and agreement.get("answers"):
+        lines.append(f"- Answers that match the dataset's label: {agreement['correct']} of "
+                     f"{agreement['answers']} ({agreement['correct'] / agreement['answers']:.1%})")
+    slo = summary["slo"]
+    lines += ["", f"**SLO: {'PASS' if slo['passed'] else 'FAIL'}**"
+              + ("" if slo["passed"] else ": " + "; ".join(slo["violations"])), ""]
+    return "\n".join(lines)
+
+
+def plot_history(csv_prefix: Path, png: Path, title: str, batch_size: int) -> None:
+    """Latency percentiles and throughput (and users) over the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_history(csv_prefix)
+    if not rows:
+        raise RuntimeError("no history rows to plot")
+    t0 = int(rows[0]["Timestamp"])
+    t = [int(r["Timestamp"]) - t0 for r in rows]
+    fig, (lat, thr) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    for column, style in (("50%", "-"), ("95%", "--"), ("99%", ":")):
+        lat.plot(t, [_num(r[column]) for r in rows], style, label=f"p{column[:-1]}")
+    lat.set_ylabel("latency (ms)")
+    lat.legend(loc="upper left")
+    lat.grid(alpha=0.3)
+    lat.set_title(title)
+    thr.plot(t, [_num(r["Requests/s"]) or 0 for r in rows], label="requests/s")
+    papers = papers_per_s_history(csv_prefix, batch_size)
+    thr.plot(t, [papers.get(int(r["Timestamp"]), 0.0) for r in rows], label="papers/s")
+    thr.plot(t, [_num(r["Failures/s"]) or 0 for r in rows], color="tab:red", label="failures/s")
+    thr.set_ylabel("per second")
+    thr.set_xlabel("seconds since start")
+    thr.grid(alpha=0.3)
+    users = thr.twinx()
+    users.plot(t, [int(r["User Count"]) for r in rows], color="tab:gray", alpha=0.5,
+               label="users")
+    users.set_ylabel("users")
+    handles = thr.get_legend_handles_labels()[0] + users.get_legend_handles_labels()[0]
+    thr.legend(handles=handles, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+@dataclass
+class RunOptions:
+    host: str
+    users: int
+    spawn_rate: float
+    duration: str
+    out_dir: Path
+    settings: LoadtestSettings
+    gateway_pid: int | None = None
+    max_error_rate: float | None = 0.0
+    max_p95_ms: float | None = None
+    progress: bool = True
+
+
+def locust_command(opts: RunOptions, csv_prefix: Path, html: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "--host", opts.host, "--users", str(opts.users), "--spawn-rate", str(opts.spawn_rate),
+        "--run-time", opts.duration, "--stop-timeout", "30",
+        "--csv", str(csv_prefix), "--csv-full-history", "--html", str(html), "--only-summary",
+        "--exit-code-on-error", "0",  # failures are judged by the SLO check, not by Locust
+    ]
+
+
+def _locust_env(settings: LoadtestSettings) -> dict[str, str]:
+    env = {f"LOADTEST_{name.upper()}": str(value)
+           for name, value in settings.model_dump().items() if value is not None}
+    env["LOADTEST_CACHE_BUST"] = "1" if settings.cache_bust else "0"
+    return env
+
+
+def run_load(opts: RunOptions) -> dict:
+    """Run Locust, write everything under `opts.out_dir`, return the summary (with the SLO
+    verdict under `slo`)."""
+    seconds = parse_duration(opts.duration)
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    csv_prefix, html = opts.out_dir / CSV_PREFIX, opts.out_dir / "report.html"
+    labels_out = opts.out_dir / "label_agreement.json"
+    settings = opts.settings.model_copy(update={"labels_out": labels_out})
+    pid = opts.gateway_pid
+    if pid is None and (port := local_port(opts.host)) is not None:
+        pid = pid_listening_on(port)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    command = locust_command(opts, csv_prefix, html)
+    with open(opts.out_dir / "locust.log", "wb") as log, RssSampler(pid) as rss:
+        process = subprocess.Popen(command, env=os.environ | _locust_env(settings),
+                                   stdout=log, stderr=subprocess.STDOUT)
+        with tqdm(total=round(seconds), unit="s", desc=f"locust {opts.users} users",
+                  disable=not opts.progress) as bar:
+            begun = time.monotonic()
+            while process.poll() is None:
+                time.sleep(1)
+                bar.n = min(round(time.monotonic() - begun), bar.total)
+                bar.refresh()
+    if process.returncode != 0 or not Path(f"{csv_prefix}_stats.csv").exists():
+        raise RuntimeError(f"locust exited with {process.returncode}; see "
+                           f"{opts.out_dir / 'locust.log'}")
+    summary = summarise(csv_prefix, settings.batch_size)
+    summary |= {
+        "started_at": started_at,
+        "config": {"host": opts.host, "users": opts.users, "spawn_rate": opts.spawn_rate,
+                   "duration": opts.duration, "duration_s": seconds,
+                   "single_weight": settings.single_weight,
+                   "batch_weight": settings.batch_weight, "batch_size": settings.batch_size,
+                   "cache_bust": settings.cache_bust, "split": settings.split},
+        "gateway_rss": rss.report(),
+        "label_agreement": json.loads(labels_out.read_text()) if labels_out.exists() else None,
+        "files": {"csv_prefix": str(csv_prefix), "html": str(html),
+                  "chart": str(opts.out_dir / "latency_throughput.png")},
+    }
+    violations = slo_violations(summary, opts.max_error_rate, opts.max_p95_ms)
+    summary["slo"] = {"max_error_rate": opts.max_error_rate, "max_p95_ms": opts.max_p95_ms,
+                      "passed": not violations, "violations": violations}
+    plot_history(csv_prefix, opts.out_dir / "latency_throughput.png",
+                 f"{opts.users} users against {opts.host}", settings.batch_size)
+    (opts.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (opts.out_dir / "summary.md").write_text(summary_markdown(summary))
+    return summary

@@ -1,0 +1,51 @@
+"""The benchmark end to end on a few papers: every path runs and the JSON holds the figures
+the README and the targets are read from."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+REQUIRED = ("ratio_gateway_vs_baseline", "gateway_overhead_throughput",
+            "gateway_overhead_p50_ms", "mfu_gateway", "cold_start_s", "accuracy_baseline",
+            "accuracy_gateway", "papers", "machine", "paths")
+
+
+def test_bench_smoke(processed_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "bench", "--papers", "8", "--concurrency", "4",
+         "--rounds", "1", "--out-dir", str(out), "--json", str(out / "smoke.json"),
+         "--data-dir", str(processed_dir)],
+        capture_output=True, text=True, timeout=900, env=os.environ | {"TQDM_DISABLE": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "smoke.json").read_text())
+    assert set(REQUIRED) <= result.keys()
+    assert result["papers"] == 8
+    assert set(result["paths"]) == {"baseline", "offline", "server", "gateway"}
+    for name, path in result["paths"].items():
+        assert path["papers"] == 8, name
+        assert 0 <= path["accuracy"] <= 1, name
+        assert path["papers_per_s"] > 0 and 0 < path["mfu"] < 1.5, name
+        assert path["errors"] == 0, name
+    assert 0 <= result["accuracy_baseline"] <= 1 and 0 <= result["accuracy_gateway"] <= 1
+    assert result["ratio_gateway_vs_baseline"] > 0
+    assert 0 < result["mfu_gateway"] < 1.5
+    assert 0 < result["cold_start_s"] < 600
+    assert -1 < result["gateway_overhead_throughput"] < 1
+    assert result["machine"]["cores"] == os.cpu_count()
+    # The baseline reads whole abstracts, the served paths capped ones.
+    assert (result["paths"]["baseline"]["prompt_tokens_mean"]
+            >= result["paths"]["gateway"]["prompt_tokens_mean"])
+    assert result["parameters"]["non_embedding"] < result["parameters"]["total"]
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "bench.md").read_text()
+    assert table.count("| baseline:") == 1 and "| gateway:" in table
+    assert "PASS" in done.stdout or "FAIL" in done.stdout

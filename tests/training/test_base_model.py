@@ -1,0 +1,38 @@
+"""The base model directory loads in transformers and answers a prompt."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from preprocessing.prompts import PromptRenderer
+
+pytestmark = pytest.mark.slow
+
+
+def test_base_model_answers_a_prompt(base_model_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32).eval()
+    assert model.config.num_hidden_layers == 30 and model.config.vocab_size == 49152
+    renderer = PromptRenderer.from_model_dir(base_model_dir)
+    prompt = renderer.render("Breast cancer incidence in 2020",
+                             "We report breast cancer incidence and mortality.").text
+    ids = tokenizer(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+        logits = model(**ids, logits_to_keep=1).logits[0, -1]
+    answer = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    # The instruct model answers the yes/no question (capitalised: fine-tuning teaches the
+    # template's lowercase label words).
+    assert answer.split()[0].strip(",.").lower() in {"yes", "no"}, answer
+    label_ids = list(renderer.label_token_ids.values())
+    probs = torch.softmax(logits[label_ids], -1)
+    assert math.isclose(float(probs.sum()), 1.0, rel_tol=1e-5)
+    # The label words are among the tokens the untuned model considers at all.
+    top = torch.topk(logits, 200).indices.tolist()
+    assert all(t in top for t in label_ids)

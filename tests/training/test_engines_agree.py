@@ -1,0 +1,64 @@
+"""vLLM's offline engine and the transformers forward score the same model alike: the same labels
+and probabilities within bf16 rounding (one forward pass, label tokens renormalised)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from preprocessing.prompts import PromptRenderer
+from training.data import load_papers
+from training.scoring import score_papers
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+# Both engines round the logits to bf16; near 0.5 one rounding step moves P by about 0.03.
+PROB_TOL = 0.05
+
+
+def _both(model: Path, papers: list) -> tuple[list, list]:
+    renderer = PromptRenderer.from_model_dir(model, "cancer-yn-short")
+    by_vllm, _ = score_papers(model, papers, renderer, engine="vllm")
+    by_hf, _ = score_papers(model, papers, renderer, engine="transformers")
+    return by_vllm, by_hf
+
+
+def test_engines_agree_on_the_smoke_model(smoke_run: dict, processed_dir: Path) -> None:
+    papers = load_papers(processed_dir, "test", 16, seed=1)
+    by_vllm, by_hf = _both(smoke_run["run_dir"] / "merged", papers)
+    for v, h in zip(by_vllm, by_hf, strict=True):
+        assert abs(v.cancer_probability - h.cancer_probability) <= PROB_TOL
+        if abs(h.cancer_probability - 0.5) > PROB_TOL:  # a tie can round either way
+            assert v.label == h.label
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "latest").exists(), reason="no trained model yet")
+def test_engines_give_the_same_labels_on_the_trained_model() -> None:
+    from preprocessing.settings import PreprocessSettings
+
+    papers = load_papers(PreprocessSettings().out_dir, "test", 32, seed=1)
+    by_vllm, by_hf = _both(ROOT / "models" / "latest", papers)
+    assert [s.label for s in by_vllm] == [s.label for s in by_hf]
+    assert max(abs(v.cancer_probability - h.cancer_probability)
+               for v, h in zip(by_vllm, by_hf, strict=True)) <= PROB_TOL
+
+
+def test_fast_forward_equals_a_plain_forward(base_model_dir: Path, processed_dir: Path) -> None:
+    """Right padding + logits only at each last position == full logits of each paper alone."""
+    import torch
+
+    from training.scoring.transformers_forward import label_logprobs, load_model
+
+    model = load_model(base_model_dir, dtype="float32")
+    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    label_ids = list(renderer.label_token_ids.values())
+    batch = [renderer.tokenizer.encode(renderer.render(p.title, p.abstract).text).ids
+             for p in load_papers(processed_dir, "test", 4, seed=2)]
+    assert len({len(ids) for ids in batch}) > 1  # padding is exercised
+    fast = label_logprobs(model, batch, label_ids)
+    for ids, row in zip(batch, fast, strict=True):
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1, label_ids]
+        assert row == pytest.approx(torch.log_softmax(logits, -1).tolist(), abs=1e-4)

@@ -1,0 +1,61 @@
+"""The recipe file loads and validates; mistakes in it fail loudly."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from pydantic import ValidationError
+
+from preprocessing.prompts import TEMPLATES
+from training.recipe import DEFAULT_RECIPE, RECIPES_DIR, Recipe, load_recipe
+
+
+def test_default_recipe_loads_with_its_values() -> None:
+    recipe = load_recipe()
+    raw = tomllib.loads(DEFAULT_RECIPE.read_text())
+    assert recipe.name == "smollm2-135m"
+    assert recipe.base_model == "embedded:smollm2-135m-instruct"
+    assert recipe.template in TEMPLATES
+    assert recipe.template == raw["template"]
+    assert recipe.lora.r == raw["lora"]["r"] and recipe.lora.alpha == raw["lora"]["alpha"]
+    assert recipe.train.learning_rate == raw["train"]["learning_rate"]
+    assert recipe.train.epochs == raw["train"]["epochs"]
+    assert recipe.train.max_steps == -1  # the default recipe trains whole epochs
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(path) -> None:
+    assert isinstance(load_recipe(path), Recipe)
+
+
+def _raw() -> dict:
+    return tomllib.loads(DEFAULT_RECIPE.read_text())
+
+
+def test_unknown_key_is_rejected() -> None:
+    raw = _raw()
+    raw["train"]["learning_rte"] = 1e-3
+    with pytest.raises(ValidationError, match="learning_rte"):
+        Recipe.model_validate(raw)
+
+
+def test_unknown_template_is_rejected() -> None:
+    raw = _raw() | {"template": "no-such-template"}
+    with pytest.raises(ValidationError, match="unknown prompt template"):
+        Recipe.model_validate(raw)
+
+
+@pytest.mark.parametrize(("key", "value"), [("lora.r", 0), ("train.learning_rate", -1.0),
+                                            ("lora.dropout", 1.5), ("train.batch_size", 0)])
+def test_out_of_range_values_are_rejected(key: str, value: float) -> None:
+    with pytest.raises(ValidationError):
+        load_recipe(None, {key: value})
+
+
+def test_overrides_replace_values_and_revalidate() -> None:
+    recipe = load_recipe(None, {"train.max_steps": 4, "seed": 3})
+    assert recipe.train.max_steps == 4 and recipe.seed == 3
+    assert recipe.lora == load_recipe().lora  # the rest is untouched
+    with pytest.raises(KeyError, match="train.nope"):
+        load_recipe(None, {"train.nope": 1})

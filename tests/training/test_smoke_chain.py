@@ -1,0 +1,90 @@
+"""The whole chain on a handful of papers: fine-tune -> merge -> vLLM loads the merged directory
+-> labels come back; the manifest, report and models/latest are in place."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from preprocessing.papers import LABELS
+from preprocessing.prompts import FRAME_FILE, PromptRenderer
+
+pytestmark = pytest.mark.slow
+
+MANIFEST_KEYS = {"name", "version", "base_model", "recipe", "prompt", "dataset", "metrics",
+                 "created_at", "code_version"}
+
+
+def test_merged_model_is_scored_by_vllm(smoke_run: dict) -> None:
+    after = json.loads((smoke_run["run_dir"] / "eval_after.json").read_text())
+    assert after["engine"] == "vllm"  # vLLM loaded the merged directory as it is
+    assert after["model"] == str(smoke_run["run_dir"] / "merged")
+    assert len(after["predictions"]) == 8
+    for p in after["predictions"]:
+        assert p["predicted"] in LABELS and 0.0 <= p["p_cancer"] <= 1.0
+        assert p["predicted"] == ("cancer" if p["p_cancer"] >= 0.5 else "non_cancer")
+
+
+def test_merged_directory_is_complete(smoke_run: dict, processed_dir: Path) -> None:
+    merged = smoke_run["run_dir"] / "merged"
+    for name in ("model.safetensors", "config.json", "generation_config.json",
+                 "tokenizer.json", "tokenizer_config.json", FRAME_FILE, "manifest.json"):
+        assert (merged / name).is_file(), name
+    config = json.loads((merged / "config.json").read_text())
+    assert config["dtype"] == "bfloat16" and "quantization_config" not in config
+    manifest = json.loads((merged / "manifest.json").read_text())
+    assert manifest.keys() >= MANIFEST_KEYS
+    assert manifest["prompt"]["template"] == "cancer-yn-short"
+    assert manifest["recipe"]["name"] == "smoke"
+    summary = json.loads((processed_dir / "summary.json").read_text())
+    assert manifest["dataset"]["fingerprint"] == summary["fingerprint"]
+    assert manifest["metrics"]["after"]["accuracy"] == smoke_run["after"]["accuracy"]
+    assert manifest["metrics"]["before"]["n"] == 8
+    # Serving renders through the manifest's template.
+    assert PromptRenderer.from_model_dir(merged).template.name == "cancer-yn-short"
+
+
+def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -> None:
+    """The merged weights give the logits of base + adapter (bf16 rounding apart)."""
+    import torch
+
+    from training.scoring.transformers_forward import load_model
+
+    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    ids = torch.tensor([renderer.tokenizer.encode(
+        renderer.render("Lung cancer screening", "Low-dose CT in smokers.").text).ids])
+    adapter = smoke_run["run_dir"] / "adapter"
+    unmerged = load_model(base_model_dir, adapter, dtype="float32")
+    merged = load_model(smoke_run["run_dir"] / "merged", dtype="float32")
+    with torch.inference_mode():
+        a = unmerged(input_ids=ids, logits_to_keep=1).logits[0, -1]
+        b = merged(input_ids=ids, logits_to_keep=1).logits[0, -1]
+    assert torch.allclose(a, b, atol=0.15), float((a - b).abs().max())
+    label_ids = list(renderer.label_token_ids.values())
+    pa, pb = (torch.softmax(x[label_ids], -1) for x in (a, b))
+    assert torch.allclose(pa, pb, atol=0.02)
+
+
+def test_report_and_figures_are_written(smoke_run: dict) -> None:
+    run_dir = smoke_run["run_dir"]
+    report = (run_dir / "report.md").read_text()
+    for png in ("confusion_matrices.png", "reliability.png", "loss_curves.png"):
+        assert (run_dir / png).stat().st_size > 10_000
+        assert f"]({png})" in report
+    assert "| accuracy |" in report and "TF-IDF + LR" in report and "keyword rule" in report
+    train_log = json.loads((run_dir / "train_log.json").read_text())
+    assert train_log["backend"] == "peft" and train_log["global_step"] == 3
+    assert any("eval_loss" in e for e in train_log["log_history"])  # validation loss logged
+
+
+def test_latest_points_at_the_merged_model(smoke_run: dict) -> None:
+    latest = smoke_run["models_dir"] / "latest"
+    assert latest.is_symlink()
+    assert latest.resolve() == (smoke_run["run_dir"] / "merged").resolve()
+
+
+def test_cpu_run_did_not_import_unsloth(smoke_run: dict) -> None:
+    assert not [m for m in sys.modules if m.startswith("unsloth")]

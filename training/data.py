@@ -1,0 +1,63 @@
+"""Papers -> token ids for supervised fine-tuning: the rendered prompt, then the answer token.
+
+The prompt is rendered by `PromptRenderer` (the text serving sends) and tokenised the way vLLM
+tokenises a text prompt, so training sees exactly the token ids served. Only the answer carries
+a label; the prompt is masked with -100.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from preprocessing.dataset import read_split
+from preprocessing.papers import LABELS, Paper
+from preprocessing.prompts import PromptRenderer
+
+IGNORE = -100
+
+
+def balanced_subset(papers: list[Paper], limit: int | None, seed: int) -> list[Paper]:
+    """At most `limit` papers, as even across labels as the data allows, chosen by `seed`;
+    the order is shuffled by the same seed (so a subset does not start with one label)."""
+    rng = random.Random(seed)
+    if limit is None or limit >= len(papers):
+        chosen = list(papers)
+    else:
+        by_label = {label: [p for p in papers if p.label == label] for label in LABELS}
+        for group in by_label.values():
+            rng.shuffle(group)
+        chosen, i = [], 0
+        while len(chosen) < limit:
+            for label in LABELS:
+                if i < len(by_label[label]) and len(chosen) < limit:
+                    chosen.append(by_label[label][i])
+            i += 1
+    rng.shuffle(chosen)
+    return chosen
+
+
+def load_papers(data_dir: Path, split: str, limit: int | None, seed: int) -> list[Paper]:
+    return balanced_subset(read_split(data_dir, split), limit, seed)
+
+
+def encode_example(renderer: PromptRenderer, paper: Paper, eos_id: int | None = None) -> dict:
+    """input_ids = prompt tokens + [answer token] (+ [eos]); labels = -100 on the prompt."""
+    prompt = renderer.render(paper.title, paper.abstract).text
+    # Encoded with special tokens on, as vLLM encodes a text prompt.
+    prompt_ids = renderer.tokenizer.encode(prompt).ids
+    answer = [renderer.label_token_ids[paper.label]] + ([eos_id] if eos_id is not None else [])
+    return {
+        "input_ids": prompt_ids + answer,
+        "labels": [IGNORE] * len(prompt_ids) + answer,
+        "id": paper.id,
+    }
+
+
+def build_dataset(renderer: PromptRenderer, papers: list[Paper], eos_id: int | None = None) -> Any:
+    """A `datasets.Dataset` with input_ids/labels (trl accepts it as already tokenised)."""
+    from datasets import Dataset
+
+    rows = [encode_example(renderer, p, eos_id) for p in papers]
+    return Dataset.from_list(rows)

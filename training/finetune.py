@@ -1,0 +1,143 @@
+"""LoRA supervised fine-tuning with trl: loss on the answer token only, validation loss during
+training, resumable checkpoints, one recipe for both backends."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from training.answer_loss import answer_only_trainer_class
+from training.backends import BackendName, TrainingModel, choose_backend, load_for_training
+from training.data import build_dataset, load_papers
+from training.evaluate import ADAPTER_PROMPT_FILE
+from training.prompting import renderer_for
+from training.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR, CHECKPOINTS_DIR, TRAIN_LOG = "adapter", "checkpoints", "train_log.json"
+
+
+@dataclass
+class FinetuneResult:
+    adapter_dir: Path
+    backend: str
+    global_step: int
+    train_seconds: float
+    resumed_from: str | None
+    train_examples: int
+    eval_examples: int
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete checkpoint: the trainer writes trainer_state.json last, so a
+    checkpoint cut off by a kill mid-save is skipped."""
+    done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def sft_config(recipe: Recipe, tm: TrainingModel, checkpoints: Path):
+    from trl import SFTConfig
+
+    t = recipe.train
+    return SFTConfig(
+        output_dir=str(checkpoints),
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=recipe.eval.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=2,
+        logging_steps=t.logging_steps,
+        bf16=tm.bf16,
+        fp16=not tm.use_cpu and not tm.bf16,
+        use_cpu=tm.use_cpu,
+        # The recompute costs more than the memory it saves on a 135 M model (unsloth handles
+        # its own checkpointing).
+        gradient_checkpointing=False,
+        max_length=None,  # prompts are capped by the template; never cut the answer off
+        packing=False,
+        prediction_loss_only=True,
+        report_to=[],
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def _fresh_checkpoints(checkpoints: Path, resume: bool) -> Path | None:
+    found = last_checkpoint(checkpoints) if resume else None
+    if resume and found is None:
+        log.warning("--resume: no complete checkpoint under %s, starting from scratch", checkpoints)
+    if found is None and checkpoints.exists():
+        shutil.rmtree(checkpoints)  # stale steps of an earlier run would be rotated in
+    return found
+
+
+def _trainer(tm: TrainingModel, recipe: Recipe, renderer, train_papers: list,
+             eval_papers: list, checkpoints: Path):
+    # After the backend: unsloth patches trl when imported. On GPU trl's fused head already
+    # scores only the label positions; elsewhere our answer-only loss does.
+    from trl import SFTTrainer
+
+    trainer_class = SFTTrainer if tm.backend == "unsloth" else answer_only_trainer_class()
+    eos = tm.tokenizer.eos_token_id if recipe.train.append_eos else None
+    return trainer_class(
+        model=tm.model,
+        args=sft_config(recipe, tm, checkpoints),
+        train_dataset=build_dataset(renderer, train_papers, eos),
+        eval_dataset=build_dataset(renderer, eval_papers, eos),
+        processing_class=tm.tokenizer,
+    )
+
+
+def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
+             backend: BackendName = "auto", resume: bool = False) -> FinetuneResult:
+    """Train a LoRA adapter into `out_dir/adapter`; checkpoints go to `out_dir/checkpoints`."""
+    chosen = choose_backend(backend)
+    renderer = renderer_for(base, recipe.template)
+    train_papers = load_papers(data_dir, "train", recipe.train.max_examples, recipe.seed)
+    eval_papers = load_papers(data_dir, "validation", recipe.train.max_eval_examples, recipe.seed)
+    tm = load_for_training(chosen, base, recipe, renderer.max_prompt_tokens() + 2)
+    log.info("fine-tuning backend: %s (bf16 autocast: %s, device: %s); %d train / %d validation "
+             "papers; template %s", tm.backend, tm.bf16, "cpu" if tm.use_cpu else "cuda",
+             len(train_papers), len(eval_papers), renderer.template.version)
+    checkpoints = out_dir / CHECKPOINTS_DIR
+    resume_from = _fresh_checkpoints(checkpoints, resume)
+    trainer = _trainer(tm, recipe, renderer, train_papers, eval_papers, checkpoints)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - start
+    trainer.save_model(str(out_dir / ADAPTER_DIR))
+    # The adapter was trained on this template: evaluation reads it from here.
+    (out_dir / ADAPTER_DIR / ADAPTER_PROMPT_FILE).write_text(json.dumps(
+        {"template": recipe.template, "version": renderer.template.version}))
+    result = FinetuneResult(out_dir / ADAPTER_DIR, tm.backend, trainer.state.global_step, seconds,
+                            str(resume_from) if resume_from else None, len(train_papers),
+                            len(eval_papers))
+    _write_log(out_dir, recipe, result, trainer.state.log_history, train_papers)
+    return result
+
+
+def _write_log(out_dir: Path, recipe: Recipe, result: FinetuneResult, history: list[dict],
+               papers: list) -> None:
+    record = {**asdict(result), "adapter_dir": str(result.adapter_dir),
+              "recipe": recipe.model_dump(), "train_ids": [p.id for p in papers],
+              "log_history": history}
+    (out_dir / TRAIN_LOG).write_text(json.dumps(record, indent=2))

@@ -1,0 +1,84 @@
+"""Merge a LoRA adapter into its base weights: a bf16 directory vLLM serves as it is, with the
+tokenizer, generation config, prompt frame and a manifest saying where it came from."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from preprocessing.dataset import load_summary
+from preprocessing.prompts import FRAME_FILE, get_template, write_prompt_frame
+from training.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SERVED_NAME = "paper-classifier"
+
+
+def code_version() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root,
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def merge_adapter(base: Path | str, adapter: Path, out_dir: Path) -> Path:
+    """Merge in fp32 (one rounding, at the end) and save bf16 safetensors."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged = merged.to(torch.bfloat16)
+    merged.config.use_cache = True  # training turned it off; generation wants it
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.save_pretrained(out_dir)
+    frame = Path(base) / FRAME_FILE if Path(base).is_dir() else None
+    if frame is not None and frame.exists():
+        shutil.copyfile(frame, out_dir / FRAME_FILE)
+    else:
+        write_prompt_frame(out_dir, tokenizer)
+    return out_dir
+
+
+def build_manifest(recipe: Recipe, data_dir: Path, metrics: dict | None = None,
+                   name: str = SERVED_NAME, version: str | None = None,
+                   created_at: datetime | None = None) -> dict:
+    created = created_at or datetime.now(UTC)
+    template = get_template(recipe.template)
+    return {
+        "name": name,
+        "version": version or created.strftime("%Y%m%d-%H%M%S"),
+        "base_model": recipe.base_model,
+        "recipe": recipe.model_dump(),
+        # PromptRenderer.from_model_dir reads prompt.template: serving renders what training did.
+        "prompt": {"template": template.name, "version": template.version},
+        "dataset": {"fingerprint": load_summary(data_dir)["fingerprint"]},
+        "metrics": metrics or {"before": {}, "after": {}},
+        "created_at": created.isoformat(timespec="seconds"),
+        "code_version": code_version(),
+    }
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> Path:
+    path = out_dir / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2))
+    return path
+
+
+def update_metrics(out_dir: Path, metrics: dict) -> dict:
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    manifest["metrics"] = {**manifest.get("metrics", {}), **metrics}
+    write_manifest(out_dir, manifest)
+    return manifest

@@ -1,0 +1,21 @@
+"""The prompt renderer of a base model: from its directory, or built from its HF tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from preprocessing.prompts import FRAME_FILE, PromptRenderer, chat_frame, get_template
+
+
+def renderer_for(model: Path | str, template: str | None = None) -> PromptRenderer:
+    """A model directory with `prompt_frame.json` renders on its own; anything else (a hub id,
+    a directory written by other tools) gets its frame from its transformers tokenizer."""
+    if Path(model).is_dir() and (Path(model) / FRAME_FILE).exists():
+        return PromptRenderer.from_model_dir(Path(model), template)
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(model)
+    fast = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+    return PromptRenderer(get_template(template or "cancer-yn-short"), chat_frame(hf_tokenizer),
+                          fast)

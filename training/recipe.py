@@ -1,0 +1,89 @@
+"""The fine-tuning recipe: every hyper-parameter lives in a TOML file, validated here."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from preprocessing.prompts import TEMPLATES
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+DEFAULT_RECIPE = RECIPES_DIR / "smollm2-135m.toml"
+
+
+class _Strict(BaseModel):
+    # A typo in a recipe must fail loudly, not fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraSpec(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(min_length=1)
+    # Adapt only the top N decoder layers: backward then stops there, which is what makes
+    # CPU training cheap. None = every layer.
+    top_layers: int | None = Field(None, gt=0)
+
+
+class TrainSpec(_Strict):
+    learning_rate: float = Field(gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_examples: int | None = Field(None, gt=0, description="Balanced subset of train")
+    max_eval_examples: int | None = Field(None, gt=0, description="Balanced subset of validation")
+    max_steps: int = Field(-1, description="Stop after this many steps (-1: run all epochs)")
+    eval_steps: int = Field(20, gt=0)
+    save_steps: int = Field(20, gt=0)
+    logging_steps: int = Field(5, gt=0)
+    bf16: bool = Field(True, description="bf16 autocast where the hardware supports it")
+    append_eos: bool = Field(False, description="Also train the end-of-turn token after the answer")
+
+
+class EvalSpec(_Strict):
+    batch_size: int = Field(16, gt=0)
+    max_examples: int | None = Field(None, gt=0, description="Balanced subset of the split")
+
+
+class Recipe(_Strict):
+    name: str
+    base_model: str
+    template: str
+    seed: int = 42
+    lora: LoraSpec
+    train: TrainSpec
+    eval: EvalSpec = EvalSpec()
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, name: str) -> str:
+        if name not in TEMPLATES:
+            raise ValueError(f"unknown prompt template {name!r}; known: {sorted(TEMPLATES)}")
+        return name
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Recipe:
+        """Dotted keys (`train.max_steps`) replace values; the result is validated again."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for key in parents:
+                node = node[key]
+            if leaf not in node:
+                raise KeyError(f"unknown recipe key {dotted!r}")
+            node[leaf] = value
+        return Recipe.model_validate(data)
+
+
+def load_recipe(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
+    with open(path or DEFAULT_RECIPE, "rb") as f:
+        recipe = Recipe.model_validate(tomllib.load(f))
+    return recipe.with_overrides(overrides) if overrides else recipe

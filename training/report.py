@@ -1,0 +1,111 @@
+"""The markdown report of a run (before/after side by side, with the classic baselines) and its
+figures, written into the run directory next to the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from training import plots
+
+REPORT = "report.md"
+BASELINE_NAMES = {"tfidf_logreg": "TF-IDF + LR", "keyword_rule": "keyword rule"}
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def metrics_table(columns: dict[str, dict]) -> str:
+    """Rows of metrics, one column per model (metrics dicts of training.metrics)."""
+    rows = [("accuracy", lambda m: m["accuracy"]), ("macro F1", lambda m: m["macro_f1"]),
+            ("ROC-AUC", lambda m: m["roc_auc"]), ("ECE (10 bins)", lambda m: m["ece"])]
+    for label in ("cancer", "non_cancer"):
+        for key in ("precision", "recall", "f1"):
+            rows.append((f"{label} {key}",
+                         lambda m, label=label, key=key: m["per_class"][label][key]))
+    lines = ["| metric | " + " | ".join(columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for name, get in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(get(m)) for m in columns.values()) + " |")
+    return "\n".join(lines)
+
+
+def _errors(after: dict, limit: int = 10) -> str:
+    wrong = [p for p in after["predictions"] if p["label"] != p["predicted"]]
+    wrong.sort(key=lambda p: -abs(p["p_cancer"] - 0.5))
+    if not wrong:
+        return "No misclassified papers."
+    lines = ["| paper id | true | predicted | P(cancer) |", "|---|---|---|---:|"]
+    lines += [f"| {p['id']} | {p['label']} | {p['predicted']} | {p['p_cancer']:.3f} |"
+              for p in wrong[:limit]]
+    return "\n".join(lines)
+
+
+def _figures(run_dir: Path, before: dict, after: dict, train_log: dict | None) -> list[str]:
+    panels = {"before": before["metrics"], "after": after["metrics"]}
+    made = [plots.confusion_matrices(panels, run_dir / "confusion_matrices.png"),
+            plots.reliability_diagram(panels, run_dir / "reliability.png")]
+    if train_log:
+        made.append(plots.loss_curves(train_log["log_history"], run_dir / "loss_curves.png"))
+    return [p.name for p in made]
+
+
+def write_report(run_dir: Path) -> Path:
+    before, after = _load(run_dir / "eval_before.json"), _load(run_dir / "eval_after.json")
+    if before is None or after is None:
+        raise FileNotFoundError(f"{run_dir} lacks eval_before.json / eval_after.json")
+    baselines = _load(run_dir / "baselines.json") or {}
+    train_log, run = _load(run_dir / "train_log.json"), _load(run_dir / "run.json") or {}
+    figures = _figures(run_dir, before, after, train_log)
+    columns = {"base (before)": before["metrics"], "fine-tuned (after)": after["metrics"]}
+    columns |= {BASELINE_NAMES.get(k, k): v for k, v in baselines.items()}
+    text = "\n\n".join([
+        f"# Fine-tuning report: {run.get('run_name', run_dir.name)}",
+        _summary(run, before, after, train_log),
+        f"## Metrics on the {after.get('split', 'test')} split "
+        f"({after['metrics']['n']} papers)",
+        metrics_table(columns),
+        "Baselines are trained on the same train split. ECE: mean gap between confidence "
+        "(probability of the predicted label) and accuracy over 10 equal-width bins.",
+        "## Figures",
+        *[f"![{name}]({name})" for name in figures],
+        "## Misclassified after fine-tuning (most confident first)",
+        _errors(after),
+    ]) + "\n"
+    path = run_dir / REPORT
+    path.write_text(text)
+    return path
+
+
+def _summary(run: dict, before: dict, after: dict, train_log: dict | None) -> str:
+    lines = [f"- base model: `{run.get('base_model', before['model'])}`",
+             f"- prompt template: `{after['template_version']}`",
+             f"- scoring engine: before `{before['engine']}`, after `{after['engine']}`"]
+    if train_log:
+        lines += [f"- training backend: `{train_log['backend']}`, {train_log['global_step']} "
+                  f"steps on {train_log['train_examples']} papers in "
+                  f"{train_log['train_seconds']:.0f} s"]
+    for stage, seconds in run.get("stage_seconds", {}).items():
+        lines.append(f"- {stage}: {seconds:.0f} s")
+    if "total_seconds" in run:
+        lines.append(f"- total wall time: {run['total_seconds']:.0f} s")
+    if "command" in run:
+        lines.append(f"- command: `{run['command']}`")
+    return "\n".join(lines)
+
+
+def comparison_table(summaries: list[dict]) -> str:
+    """One row per base model of a multi-model run."""
+    lines = ["| base model | accuracy before | accuracy after | ECE after | ROC-AUC after | "
+             "wall time (s) | merged model |", "|---|---:|---:|---:|---:|---:|---|"]
+    for s in summaries:
+        b, a = s["before"], s["after"]
+        lines.append(f"| `{s['base_model']}` | {_fmt(b['accuracy'])} | {_fmt(a['accuracy'])} | "
+                     f"{_fmt(a['ece'])} | {_fmt(a['roc_auc'])} | {s['total_seconds']:.0f} | "
+                     f"`{s['merged_dir']}` |")
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""Label probabilities of a model on papers, one forward pass each, by one of two engines:
+vLLM's offline engine (what serving runs; merged models only) or a batched transformers forward
+(any model, with or without a LoRA adapter). Both renormalise the next-token distribution over
+the label tokens, through `preprocessing.scoring.score_from_logprobs`."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Literal
+
+from preprocessing.papers import Paper
+from preprocessing.prompts import PromptRenderer
+from preprocessing.scoring import LabelScore
+
+log = logging.getLogger(__name__)
+
+EngineName = Literal["auto", "vllm", "transformers"]
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def choose_engine(requested: EngineName, adapter: Path | None) -> str:
+    if requested == "vllm" and adapter is not None:
+        raise ValueError("vLLM scores merged models only; merge the adapter or use transformers")
+    if requested == "vllm" and not vllm_installed():
+        raise RuntimeError("vLLM is not installed")
+    if requested != "auto":
+        return requested
+    return "vllm" if vllm_installed() and adapter is None else "transformers"
+
+
+def score_papers(model_dir: Path | str, papers: list[Paper], renderer: PromptRenderer,
+                 adapter: Path | None = None, engine: EngineName = "auto",
+                 batch_size: int = 16) -> tuple[list[LabelScore], str]:
+    """Scores in the order of `papers`, and the engine that produced them."""
+    chosen = choose_engine(engine, adapter)
+    log.info("scoring %d papers with %s (%s%s)", len(papers), chosen, model_dir,
+             f" + adapter {adapter}" if adapter else "")
+    if chosen == "vllm":
+        from training.scoring.vllm_engine import vllm_scores
+
+        return vllm_scores(model_dir, renderer, papers), chosen
+    from training.scoring.transformers_forward import transformers_scores
+
+    return transformers_scores(model_dir, renderer, papers, adapter, batch_size), chosen

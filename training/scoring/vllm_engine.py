@@ -1,0 +1,87 @@
+"""vLLM's offline engine: the serving engine, with the serving request parameters."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from preprocessing.papers import Paper
+from preprocessing.prompts import PromptRenderer
+from preprocessing.scoring import LabelScore, sampling_params, score_from_logprobs
+
+log = logging.getLogger(__name__)
+
+
+def engine_env(on_gpu: bool) -> dict[str, str]:
+    """The engine core runs in this process (no child to spawn, which would re-import the
+    caller's __main__ and could outlive it). On CPU: a small KV cache, no core reserved for a
+    front end, threads on every core we may use (DESIGN.md). Values set by the caller win."""
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    if not on_gpu:
+        cores = sorted(os.sched_getaffinity(0))
+        env |= {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+                "VLLM_CPU_OMP_THREADS_BIND": f"{cores[0]}-{cores[-1]}"}
+    return {k: os.environ.get(k, v) for k, v in env.items()}
+
+
+@contextlib.contextmanager
+def scoped_env(values: dict[str, str]) -> Iterator[None]:
+    """Set variables for the engine only: child processes started later (a vLLM server in a
+    test session) must not inherit them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def open_engine(model_dir: Path | str, max_model_len: int):
+    from vllm import LLM
+
+    kwargs = {"gpu_memory_utilization": 0.5} if _on_gpu() else {}
+    return LLM(model=str(model_dir), dtype="bfloat16", enforce_eager=True, seed=0,
+               max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
+
+
+def close_engine(llm) -> None:
+    # Stops the engine-core process now; on another vLLM version the finaliser does it.
+    with contextlib.suppress(AttributeError):
+        llm.llm_engine.engine_core.shutdown()
+    del llm
+    gc.collect()
+
+
+def vllm_scores(model_dir: Path | str, renderer: PromptRenderer, papers: list[Paper],
+                llm=None) -> list[LabelScore]:
+    from vllm import SamplingParams
+
+    prompts = [renderer.render(p.title, p.abstract).text for p in papers]
+    with scoped_env(engine_env(_on_gpu())):
+        own = llm is None
+        llm = llm if llm is not None else open_engine(model_dir, renderer.max_prompt_tokens() + 8)
+        try:
+            outputs = llm.generate(prompts, SamplingParams(**sampling_params(renderer)),
+                                   use_tqdm=True)
+        finally:
+            if own:
+                close_engine(llm)
+    scores = []
+    for out in outputs:
+        first = out.outputs[0].logprobs[0]  # the one generated position
+        scores.append(score_from_logprobs(renderer, {t: lp.logprob for t, lp in first.items()}))
+    return scores
