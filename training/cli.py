@@ -184,3 +184,13 @@ def run(
                    f"report {Path(r['merged_dir']).parent / 'report.md'}")
     typer.echo(f"total wall time: {time.perf_counter() - start:.0f} s; "
                f"{models_dir / 'latest'} -> {runs[-1]['merged_dir']}")
+
+
+def _register_publish() -> None:
+    from training.registry import publish_command
+
+    app.command("publish", help="Upload a merged model directory to s3://BUCKET/models/NAME/"
+                "VERSION/ with sha256 checksums; refuses to overwrite a version.")(publish_command)
+
+
+_register_publish()
