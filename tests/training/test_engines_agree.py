@@ -14,8 +14,10 @@ from training.scoring import score_papers
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-# Both engines round the logits to bf16; near 0.5 one rounding step moves P by about 0.03.
-PROB_TOL = 0.05
+# Both engines round the logits to bf16 (a step of 0.125 for logits in [16, 32)); near 0.5 one
+# step in the difference of the two label logits moves P by about 0.031, and the two engines can
+# round each logit the other way: two steps, 0.0625 (seen: 0.0615 on the 3-step smoke model).
+PROB_TOL = 0.07
 
 
 def _both(model: Path, papers: list) -> tuple[list, list]:

@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,32 @@ def scoped_env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def hidden_unsafe_modules() -> Iterator[None]:
+    """vLLM's CPU platform rebinds Triton kernels by walking every loaded module and calling
+    hasattr() on its attributes; werkzeug's LocalProxy (flask's `current_app`, imported by
+    locust's pytest plugin or moto's server) raises RuntimeError there and the engine fails to
+    start. Hide such modules from sys.modules while the engine starts, then put them back."""
+    hidden = {}
+    for name, module in list(sys.modules.items()):
+        try:
+            values = list(vars(module).values())
+        except TypeError:
+            continue
+        for value in values:
+            try:
+                hasattr(value, "__dict__")
+            except Exception:  # noqa: BLE001 - any failure here would fail vLLM the same way
+                hidden[name] = module
+                break
+    for name in hidden:
+        del sys.modules[name]
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
+
+
 def _on_gpu() -> bool:
     import torch
 
@@ -54,8 +81,9 @@ def open_engine(model_dir: Path | str, max_model_len: int):
     from vllm import LLM
 
     kwargs = {"gpu_memory_utilization": 0.5} if _on_gpu() else {}
-    return LLM(model=str(model_dir), dtype="bfloat16", enforce_eager=True, seed=0,
-               max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
+    with hidden_unsafe_modules():
+        return LLM(model=str(model_dir), dtype="bfloat16", enforce_eager=True, seed=0,
+                   max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
 
 
 def close_engine(llm) -> None:
