@@ -26,7 +26,6 @@ import math
 import os
 import queue
 import random
-import re
 import statistics
 import time
 import traceback
@@ -109,11 +108,10 @@ def full_abstract_renderer(model_dir: Path) -> PromptRenderer:
 
 
 def label_from_text(text: str, label_words: dict[str, str]) -> str | None:
-    """The label whose word the generated text starts with; None when it starts with neither."""
-    first = re.match(r"\s*([a-z]+)", text.lower())
-    if first is None:
-        return None
-    return next((label for label, word in label_words.items() if first.group(1) == word), None)
+    """The label whose word the generated text starts with, as the notebook read it (two
+    sampled tokens can be "yesyes" or "no,"); None when it starts with neither."""
+    text = text.strip().lower()
+    return next((label for label, word in label_words.items() if text.startswith(word)), None)
 
 
 def latency_stats(latencies_s: list[float]) -> dict:

@@ -151,8 +151,9 @@ def test_papers_interleave_labels() -> None:
 
 
 @pytest.mark.parametrize(("text", "label"), [
-    ("yes", "cancer"), (" Yes.", "cancer"), ("no", "non_cancer"), ("No,", "non_cancer"),
-    ("nope", None), ("", None), ("The", None), ("?", None)])
+    ("yes", "cancer"), (" Yes.", "cancer"), ("yesyes", "cancer"), ("no", "non_cancer"),
+    ("No,", "non_cancer"), ("nono", "non_cancer"), ("", None), ("The", None), ("?", None),
+    (" maybe yes", None)])
 def test_label_from_generated_text(text: str, label: str | None) -> None:
     assert label_from_text(text, {"cancer": "yes", "non_cancer": "no"}) == label
 
