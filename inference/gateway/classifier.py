@@ -34,7 +34,7 @@ class ServiceError(Exception):
 
 
 class _EngineLost(Exception):
-    """The engine failed before answering (connection refused or dropped): safe to retry,
+    """The engine failed to answer (connection refused or dropped, or a 5xx): safe to retry,
     classification is idempotent."""
 
 
@@ -96,6 +96,7 @@ class Classifier:
             self.metrics.engine_errors.labels("overload").inc()
             raise ServiceError(429, "too many requests in flight; retry later",
                                self.settings.retry_after_s) from None
+        failed: set[str] = set()
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_EngineLost),
@@ -104,7 +105,12 @@ class Classifier:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._post(self.pool.pick(), prompt)
+                    engine = self.pool.pick(avoid=frozenset(failed))
+                    try:
+                        return await self._post(engine, prompt)
+                    except _EngineLost:
+                        failed.add(engine.url)
+                        raise
         except NoEngineAvailable:
             raise ServiceError(503, "no inference engine is available; retry later",
                                self.settings.retry_after_s) from None
@@ -133,7 +139,13 @@ class Classifier:
         finally:
             engine.in_flight -= 1
             self.metrics.engine_duration.observe(time.perf_counter() - started)
+        if response.status_code >= 500:
+            # A 5xx is the engine's own fault (shutting down, engine loop dead): retry, then 503
+            # with Retry-After, as for a lost connection. The health probe decides if it is down.
+            self.metrics.engine_errors.labels("http").inc()
+            raise _EngineLost(f"engine answered {response.status_code}")
         if response.status_code != 200:
+            # A 4xx means the gateway sent something the engine refuses: our bug, not the client's.
             self.metrics.engine_errors.labels("http").inc()
             raise ServiceError(502, f"inference engine answered {response.status_code}")
         return _label_logprobs(response.json())

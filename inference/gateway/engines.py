@@ -59,11 +59,14 @@ class EnginePool:
     def healthy(self) -> list[Engine]:
         return [e for e in self.engines if e.healthy]
 
-    def pick(self) -> Engine:
-        candidates = self.healthy()
-        if not candidates:
+    def pick(self, avoid: frozenset[str] = frozenset()) -> Engine:
+        """The least-loaded healthy engine, preferring those not in `avoid` (urls that just
+        failed this request) so a retry goes elsewhere when there is somewhere else."""
+        healthy = self.healthy()
+        if not healthy:
             raise NoEngineAvailable("no healthy engine")
-        return min(candidates, key=lambda e: e.in_flight)
+        fresh = [e for e in healthy if e.url not in avoid]
+        return min(fresh or healthy, key=lambda e: e.in_flight)
 
     def mark_failed(self, engine: Engine, reason: str) -> None:
         if engine.healthy:

@@ -45,7 +45,7 @@ class GatewaySettings(BaseSettings):
     max_in_flight: int = Field(256, ge=1, description="Most engine calls in flight at once")
     queue_wait_s: float = Field(1.0, ge=0, description="Wait for a slot before answering 429")
     request_timeout_s: float = Field(30.0, gt=0, description="Per engine call; beyond it 504")
-    connect_retries: int = Field(3, ge=0, description="Retries of a call that did not connect")
+    connect_retries: int = Field(3, ge=0, description="Retries after no connection or a 5xx")
     max_body_bytes: int = Field(4 * 1024 * 1024, description="Larger bodies get 413")
     max_title_chars: int = Field(2_000, description="Longer titles get 422")
     max_abstract_chars: int = Field(100_000, description="Longer abstracts get 422")

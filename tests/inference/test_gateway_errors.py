@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -132,3 +135,49 @@ def test_dead_engine_is_skipped_for_a_healthy_one(make_gateway, engine_url: str)
         assert response.status_code == 200, response.text
     engines = {e["url"]: e["healthy"] for e in httpx.get(url + "/readyz").json()["engines"]}
     assert engines == {"http://127.0.0.1:9": False, engine_url: True}
+
+
+@pytest.fixture()
+def failing_engine_url() -> Iterator[str]:
+    """An engine that looks healthy but answers every completion with 500 (engine loop dead)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # /health and /v1/models: "fine, serving the model"
+            self._send(200, b'{"data": [{"id": "paper-classifier"}]}')
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self._send(500, b'{"error": "EngineDeadError"}')
+
+        def _send(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_engine_5xx_is_503_with_retry_after(make_gateway, failing_engine_url: str) -> None:
+    url = make_gateway(engine_urls=[failing_engine_url], cache_size=0)
+    response = post(url, json={"title": "5xx probe", "abstract": "Glioblastoma."})
+    assert response.status_code == 503, response.text
+    assert "engine answered 500" in response.json()["detail"]
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_engine_5xx_is_retried_on_another_engine(make_gateway, failing_engine_url: str,
+                                                 engine_url: str) -> None:
+    url = make_gateway(engine_urls=[failing_engine_url, engine_url], cache_size=0)
+    for i in range(4):
+        response = post(url, json={"title": f"Retry probe {i}", "abstract": "Lymphoma."})
+        assert response.status_code == 200, response.text
+    metrics = httpx.get(url + "/metrics").text
+    assert 'kind="http"' in metrics  # the failed first tries are counted, not hidden

@@ -31,9 +31,19 @@ async def _fire(url: str, n: int, tag: str, timeout: float = 60) -> list[tuple[i
         return await asyncio.gather(*(one(i) for i in range(n)))
 
 
+@pytest.fixture()
+def killable_engine(engine):
+    """The session engine, started again afterwards whatever the test did: later test folders
+    (infra, loadtest) share it."""
+    yield engine
+    if engine.proc is None:
+        engine.start()
+
+
 def test_engine_killed_in_flight_then_recovers_without_gateway_restart(
-    engine, make_gateway
+    killable_engine, make_gateway
 ) -> None:
+    engine = killable_engine
     url = make_gateway(cache_size=0, request_timeout_s=20, health_interval_s=0.5)
     results: list[tuple[int, float]] = []
     worker = threading.Thread(target=lambda: results.extend(asyncio.run(_fire(url, 24, "kill"))))
