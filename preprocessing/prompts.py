@@ -33,15 +33,32 @@ class PromptTemplate:
     instruction: str
     title_token_cap: int
     abstract_token_cap: int | None
+    # Of a capped abstract, how many tokens come from its end (the conclusion, which often
+    # names the disease) instead of its start; 0 keeps the start only.
+    abstract_tail_tokens: int = 0
     # label -> the single answer token the model emits for it.
     label_words: Mapping[str, str] = field(
         default_factory=lambda: {"cancer": "yes", "non_cancer": "no"}
     )
 
+    def __post_init__(self) -> None:
+        if self.abstract_tail_tokens and not (
+            self.abstract_token_cap and 0 < self.abstract_tail_tokens < self.abstract_token_cap
+        ):
+            raise ValueError("abstract_tail_tokens needs a larger abstract_token_cap")
+
     @property
     def version(self) -> str:
-        cap = self.abstract_token_cap or "none"
-        return f"{self.name}.r{self.revision}.t{self.title_token_cap}.a{cap}"
+        """e.g. cancer-yn-short.r1.t64.a96, or ...a48+48 for 48 tokens from the start and 48
+        from the end."""
+        cap = self.abstract_token_cap
+        if cap is None:
+            abstract = "none"
+        elif self.abstract_tail_tokens:
+            abstract = f"{cap - self.abstract_tail_tokens}+{self.abstract_tail_tokens}"
+        else:
+            abstract = str(cap)
+        return f"{self.name}.r{self.revision}.t{self.title_token_cap}.a{abstract}"
 
     def user_message(self, title: str, abstract: str) -> str:
         # The instruction comes first so every prompt shares one prefix (prefix caching).
@@ -58,6 +75,15 @@ TEMPLATES: dict[str, PromptTemplate] = {
             instruction="Is this paper about cancer? Answer yes or no.",
             title_token_cap=64,
             abstract_token_cap=96,
+        ),
+        PromptTemplate(
+            name="cancer-yn-headtail",
+            revision=1,
+            system="You classify biomedical papers.",
+            instruction="Is this paper about cancer? Answer yes or no.",
+            title_token_cap=64,
+            abstract_token_cap=96,
+            abstract_tail_tokens=48,
         ),
         PromptTemplate(
             name="cancer-yn",
@@ -135,19 +161,28 @@ class PromptRenderer:
             raise ValueError(f"label word {word!r} is {len(ids)} tokens; it must be one")
         return ids[0]
 
-    def _cap(self, text: str, cap: int | None) -> tuple[str, bool]:
-        """Keep the first `cap` tokens, cut at a token boundary of the original text."""
+    def _cap(self, text: str, cap: int | None, tail: int = 0) -> tuple[str, bool]:
+        """Keep `cap` tokens: the first `cap - tail` and the last `tail`, joined by an
+        ellipsis; cuts fall on token boundaries of the original text."""
         text = _collapse(text)
         if cap is None:
             return text, False
         encoding = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(encoding.ids) <= cap:
+        n = len(encoding.ids)
+        if n <= cap:
             return text, False
-        return text[: encoding.offsets[cap - 1][1]], True
+        head = text[: encoding.offsets[cap - tail - 1][1]]
+        if not tail:
+            return head, True
+        start = encoding.offsets[n - tail][0]
+        if start > 0 and not text[start - 1].isspace():  # mid-word: start at the next word
+            start = text.find(" ", start) + 1 or len(text)
+        return f"{head} ... {text[start:]}", True
 
     def render(self, title: str, abstract: str) -> RenderedPrompt:
         title, title_cut = self._cap(title, self.template.title_token_cap)
-        abstract, abstract_cut = self._cap(abstract, self.template.abstract_token_cap)
+        abstract, abstract_cut = self._cap(abstract, self.template.abstract_token_cap,
+                                           self.template.abstract_tail_tokens)
         user = self.template.user_message(title, abstract)
         text = self._before_user + user + self._after_user
         return RenderedPrompt(text, title_cut or abstract_cut)

@@ -22,7 +22,8 @@ def test_render_uses_chat_template_and_puts_instruction_first(renderer) -> None:
     assert text.index(renderer.template.instruction) < text.index("A title")
 
 
-def test_abstract_cap_truncates_at_token_boundary(renderer: PromptRenderer) -> None:
+def test_abstract_cap_truncates_at_token_boundary(base_model_dir: Path) -> None:
+    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
     cap = renderer.template.abstract_token_cap
     long_abstract = " ".join(f"word{i}" for i in range(2000))
     short = renderer.render("T", "short abstract")
@@ -44,8 +45,37 @@ def test_training_and_serving_render_identically(base_model_dir: Path) -> None:
         assert a.render(title, abstract) == b.render(title, abstract)
 
 
+def test_head_and_tail_cap_keeps_both_ends_of_the_abstract(base_model_dir: Path) -> None:
+    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-headtail")
+    template = renderer.template
+    words = [f"word{i}" for i in range(2000)]
+    long = renderer.render("T", " ".join(words))
+    assert long.truncated
+    kept = long.text.split("Abstract: ", 1)[1].split("<|im_end|>")[0]
+    head, tail = kept.split(" ... ")
+    assert " ".join(words).startswith(head) and " ".join(words).endswith(tail)
+    assert tail.split()[0] in words  # the tail starts on a whole word
+    head_cap = template.abstract_token_cap - template.abstract_tail_tokens
+    assert renderer.count_tokens(head) <= head_cap
+    assert renderer.count_tokens(kept) <= template.abstract_token_cap + 3  # + the " ... "
+    assert renderer.count_tokens(long.text) <= renderer.max_prompt_tokens()
+    short = renderer.render("T", "short abstract")
+    assert not short.truncated and "..." not in short.text
+
+
 def test_template_versions_are_unique_and_include_caps() -> None:
     versions = [t.version for t in TEMPLATES.values()]
     assert len(set(versions)) == len(versions)
     for t in TEMPLATES.values():
-        assert f"a{t.abstract_token_cap}" in t.version
+        assert f".t{t.title_token_cap}." in t.version
+        head = (t.abstract_token_cap or 0) - t.abstract_tail_tokens
+        expected = f"a{head}+{t.abstract_tail_tokens}" if t.abstract_tail_tokens else \
+            f"a{t.abstract_token_cap}"
+        assert t.version.endswith(expected)
+
+
+def test_tail_needs_a_larger_cap() -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="abstract_tail_tokens"):
+        replace(TEMPLATES["cancer-yn-short"], abstract_tail_tokens=96)
