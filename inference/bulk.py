@@ -21,8 +21,8 @@ from preprocessing.papers import FOLDER_LABELS, PaperParseError, parse_paper_fil
 RESULT_SCHEMA = pa.schema([
     ("key", pa.string()), ("id", pa.string()), ("label", pa.string()),
     ("probability", pa.float64()), ("cancer_probability", pa.float64()),
-    ("truncated", pa.bool_()), ("model", pa.string()), ("prompt_version", pa.string()),
-    ("error", pa.string()),
+    ("truncated", pa.bool_()), ("reread", pa.bool_()), ("model", pa.string()),
+    ("prompt_version", pa.string()), ("error", pa.string()),
 ])
 
 
@@ -115,7 +115,7 @@ def _rows(chunk: pd.DataFrame, response: dict | None, failure: str | None) -> li
         elif item and not row["error"]:
             result = item["result"]
             row |= {k: result[k] for k in ("label", "probability", "cancer_probability",
-                                           "truncated", "model", "prompt_version")}
+                                           "truncated", "reread", "model", "prompt_version")}
         rows.append(row)
     return rows
 

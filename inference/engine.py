@@ -48,7 +48,11 @@ def build_command(settings: EngineSettings, model_dir: Path) -> tuple[list[str],
     """argv and extra environment for vLLM's OpenAI server."""
     device = settings.device if settings.device != "auto" else (
         "cuda" if cuda_available() else "cpu")
-    max_len = load_renderer(model_dir).max_prompt_tokens() + 1  # + the one answer token
+    renderer = load_renderer(model_dir)
+    reread = renderer.reread_renderer()
+    first_len = renderer.max_prompt_tokens() + 1  # + the one answer token
+    # The context must hold the longer second read when the template has one.
+    max_len = max(first_len, reread.max_prompt_tokens() + 1 if reread else 0)
     args = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model_dir),
@@ -61,7 +65,8 @@ def build_command(settings: EngineSettings, model_dir: Path) -> tuple[list[str],
         "--disable-uvicorn-access-log",
         "--dtype", "bfloat16",
     ]
-    batched = settings.max_num_batched_tokens or max_len * settings.max_num_seqs
+    # A step's budget is sized for the common (first, short) read; one long read still fits.
+    batched = settings.max_num_batched_tokens or max(first_len * settings.max_num_seqs, max_len)
     env: dict[str, str] = {}
     if device == "cpu":
         # Compute on every core (vLLM reserves one for its front end by default; measured

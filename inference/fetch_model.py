@@ -8,16 +8,12 @@ from typing import Annotated
 
 import typer
 
-from training.registry import RegistryError, fetch
+from training.registry import BucketOption, EndpointOption, NameOption, RegistryError, fetch
 
 
 def fetch_model_command(
-    bucket: Annotated[
-        str, typer.Option("--bucket", envvar="MODEL_BUCKET", help="Model bucket (S3).")
-    ],
-    name: Annotated[
-        str, typer.Option("--name", envvar="MODEL_NAME", help="Model name: models/NAME/...")
-    ],
+    bucket: BucketOption,
+    name: NameOption,
     version: Annotated[
         str,
         typer.Option(
@@ -32,13 +28,7 @@ def fetch_model_command(
             "be writable; a temporary directory is made there first).",
         ),
     ],
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            "--endpoint-url",
-            help="S3 endpoint override (boto3 also honours AWS_ENDPOINT_URL).",
-        ),
-    ] = None,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Download a model version, verify checksums.json, then move it into place atomically.
     Does nothing when DEST already holds that verified version."""

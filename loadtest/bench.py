@@ -43,13 +43,14 @@ from loadtest.checks import BadResponse, check_classification
 from preprocessing.dataset import read_split
 from preprocessing.papers import Paper
 from preprocessing.prompts import FRAME_FILE, PromptRenderer
+from preprocessing.scoring import LabelScore, needs_reread
 from preprocessing.settings import PROJECT_ROOT
 
 PATHS = ("baseline", "offline", "server", "gateway")
 DESCRIPTIONS = {
     "baseline": "HF generate, 1 at a time, full abstract",
-    "offline": "vLLM offline engine, one generate call",
-    "server": "vLLM server direct, {c} in flight",
+    "offline": "vLLM offline engine, one generate call, capped read only",
+    "server": "vLLM server direct, {c} in flight, unsure papers re-read",
     "gateway": "gateway + vLLM server, {c} in flight",
 }
 DEFAULT_OUT = PROJECT_ROOT / "results" / "bench"
@@ -319,9 +320,13 @@ class Served:
     def __init__(self, engine_url: str, gateway_url: str, renderer: PromptRenderer,
                  model_name: str, concurrency: int) -> None:
         from inference.gateway.classifier import _label_logprobs
+        from inference.gateway.settings import GatewaySettings
         from preprocessing.scoring import sampling_params, score_from_logprobs
 
         self.engine_url, self.gateway_url, self.renderer = engine_url, gateway_url, renderer
+        # The direct client does the gateway's work too (a second, longer read when the first
+        # is unsure), so the overhead compares like with like.
+        self.reread, self.reread_below = renderer.reread_renderer(), GatewaySettings().reread_below
         self.concurrency = concurrency
         # The body the gateway sends (inference/gateway/classifier.py).
         self.params = sampling_params(renderer) | {"return_tokens_as_token_ids": True}
@@ -331,21 +336,35 @@ class Served:
                               max_keepalive_connections=concurrency + 4)
         self.client = httpx.AsyncClient(limits=limits, timeout=120)
 
-    async def direct(self, paper: Paper) -> str:
-        prompt = self.renderer.render(paper.title, paper.abstract).text
+    async def _complete(self, renderer: PromptRenderer, paper: Paper) -> tuple[LabelScore, bool]:
+        prompt = renderer.render(paper.title, paper.abstract)
         response = await self.client.post(
             f"{self.engine_url}/v1/completions",
-            json={"model": self.model_name, "prompt": prompt, **self.params})
+            json={"model": self.model_name, "prompt": prompt.text, **self.params})
         response.raise_for_status()
-        return self._score(self.renderer, self._logprobs(response.json())).label
+        return self._score(renderer, self._logprobs(response.json())), prompt.truncated
 
-    async def gateway(self, paper: Paper) -> str:
+    async def direct(self, paper: Paper) -> tuple[str, bool]:
+        """The label, and whether the paper was read twice."""
+        score, truncated = await self._complete(self.renderer, paper)
+        reread = self.reread is not None and needs_reread(score, truncated, self.reread_below)
+        if reread:
+            score, _ = await self._complete(self.reread, paper)
+        return score.label, reread
+
+    async def gateway(self, paper: Paper) -> tuple[str, bool]:
         response = await self.client.post(
             f"{self.gateway_url}/v1/classify_paper",
             json={"id": paper.id, "title": paper.title, "abstract": paper.abstract})
         if response.status_code != 200:
             raise BadResponse(f"HTTP {response.status_code}: {response.text[:200]}")
-        return check_classification(response.json(), paper.id)
+        body = response.json()
+        return check_classification(body, paper.id), body["reread"]
+
+    def prompt_tokens(self, paper: Paper, reread: bool) -> int:
+        """Tokens the engine read for this paper: both reads when there were two."""
+        renderers = [self.renderer] + ([self.reread] if reread and self.reread else [])
+        return sum(r.count_tokens(r.render(paper.title, paper.abstract).text) for r in renderers)
 
     async def reset_prefix_cache(self) -> bool:
         """Empty the engine's prefix cache (vLLM's dev-mode endpoint) so that a timed round
@@ -404,7 +423,8 @@ class Served:
         after = await self.gateway_time_sums()
         req_s, req_n, eng_s, eng_n = (a - b for a, b in zip(after, before, strict=True))
         # Time inside the gateway's app around its engine call (not the HTTP hops).
-        inside = (req_s / req_n - eng_s / eng_n) * 1000 if req_n and eng_n else None
+        # Per request, not per engine call: a re-read paper makes two engine calls.
+        inside = (req_s - eng_s) / req_n * 1000 if req_n and eng_n else None
         server, gateway = (statistics.median(latencies[k]) * 1000 for k in ("server", "gateway"))
         return {"papers": len(papers), "requests_per_path": len(latencies["server"]),
                 "gateway_internal_mean_ms": None if inside is None else round(inside, 2),
@@ -419,12 +439,14 @@ class Served:
         await drive(warmup, self.concurrency, call, f"{which} warm-up", False)
         results, latencies, wall = await drive(
             papers, self.concurrency, call, f"{which} ({self.concurrency} in flight)", progress)
-        labels = [r if isinstance(r, str) else None for r in results]
+        answers = [r if isinstance(r, tuple) else (None, False) for r in results]
         errors = [repr(r) for r in results if isinstance(r, Exception)]
-        tokens = [self.renderer.count_tokens(self.renderer.render(p.title, p.abstract).text)
-                  for p in papers]
-        return path_figures(papers, labels, latencies, wall, tokens, len(errors)) | {
-            "prefix_cache_reset": reset, "first_errors": errors[:3]}
+        tokens = [self.prompt_tokens(p, reread) for p, (_, reread) in zip(papers, answers,
+                                                                          strict=True)]
+        return path_figures(papers, [label for label, _ in answers], latencies, wall, tokens,
+                            len(errors)) | {
+            "prefix_cache_reset": reset, "first_errors": errors[:3],
+            "rereads": sum(reread for _, reread in answers)}
 
 
 @contextlib.contextmanager
@@ -645,6 +667,9 @@ def bench_markdown(result: dict) -> str:
         f"{_f((result.get('latency_probe') or {}).get('overhead_fastest_paired_ms'), '+.1f')}"
         " ms; inside the gateway's app, by its own metrics: "
         f"{_f((result.get('latency_probe') or {}).get('gateway_internal_mean_ms'), '.1f')} ms)",
+        "- Re-read (capped read unsure, the whole abstract read again): "
+        + ", ".join(f"{name} {p['rereads']} of {p['papers']}" for name, p in
+                    result["paths"].items() if "rereads" in p),
         f"- Load average (1 min) at start / end: {m['load_average_1m']} / "
         f"{m['load_average_1m_end']} on {m['usable_cores']} cores (other work distorts the "
         "figures; each served path's best of its rounds is shown)",

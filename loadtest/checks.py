@@ -8,7 +8,8 @@ from typing import Any
 
 LABELS = ("cancer", "non_cancer")
 CLASSIFICATION_KEYS = frozenset(
-    {"id", "label", "probability", "cancer_probability", "model", "prompt_version", "truncated"}
+    {"id", "label", "probability", "cancer_probability", "model", "prompt_version", "truncated",
+     "reread"}
 )
 
 
@@ -40,8 +41,9 @@ def check_classification(body: Any, expected_id: str | None = None) -> str:
         raise BadResponse(f"probability {probability} of the returned label is below 0.5")
     if (label == "cancer") != (cancer >= 0.5):
         raise BadResponse(f"label {label} disagrees with cancer_probability {cancer}")
-    if not isinstance(body["truncated"], bool):
-        raise BadResponse("truncated is not a boolean")
+    for flag in ("truncated", "reread"):
+        if not isinstance(body[flag], bool):
+            raise BadResponse(f"{flag} is not a boolean")
     if expected_id is not None and body["id"] != expected_id:
         raise BadResponse(f"id {body['id']!r} was not echoed (sent {expected_id!r})")
     return label

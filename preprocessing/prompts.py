@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,10 @@ class PromptTemplate:
     # Of a capped abstract, how many tokens come from its end (the conclusion, which often
     # names the disease) instead of its start; 0 keeps the start only.
     abstract_tail_tokens: int = 0
+    # When the capped read is unsure (see preprocessing.scoring.needs_reread), serving reads
+    # the paper again with this many abstract tokens (the whole abstract, in practice); None:
+    # never. Part of the version, since it changes what the model sees.
+    reread_abstract_cap: int | None = None
     # label -> the single answer token the model emits for it.
     label_words: Mapping[str, str] = field(
         default_factory=lambda: {"cancer": "yes", "non_cancer": "no"}
@@ -58,7 +62,15 @@ class PromptTemplate:
             abstract = f"{cap - self.abstract_tail_tokens}+{self.abstract_tail_tokens}"
         else:
             abstract = str(cap)
-        return f"{self.name}.r{self.revision}.t{self.title_token_cap}.a{abstract}"
+        reread = f".re{self.reread_abstract_cap}" if self.reread_abstract_cap else ""
+        return f"{self.name}.r{self.revision}.t{self.title_token_cap}.a{abstract}{reread}"
+
+    def reread(self) -> PromptTemplate | None:
+        """The template of the second, longer read; None when this template has none."""
+        if not self.reread_abstract_cap:
+            return None
+        return replace(self, abstract_token_cap=self.reread_abstract_cap, abstract_tail_tokens=0,
+                       reread_abstract_cap=None)
 
     def user_message(self, title: str, abstract: str) -> str:
         # The instruction comes first so every prompt shares one prefix (prefix caching).
@@ -75,6 +87,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
             instruction="Is this paper about cancer? Answer yes or no.",
             title_token_cap=64,
             abstract_token_cap=96,
+            reread_abstract_cap=1024,
         ),
         PromptTemplate(
             name="cancer-yn-headtail",
@@ -136,6 +149,7 @@ class PromptRenderer:
             raise ValueError("chat frame lacks its placeholders")
         self.template = template
         self.tokenizer = tokenizer
+        self._frame = frame
         head, rest = frame.split(_SYS, 1)
         middle, tail = rest.split(_USER, 1)
         self._before_user = head + template.system + middle
@@ -186,6 +200,13 @@ class PromptRenderer:
         user = self.template.user_message(title, abstract)
         text = self._before_user + user + self._after_user
         return RenderedPrompt(text, title_cut or abstract_cut)
+
+    def reread_renderer(self) -> PromptRenderer | None:
+        """The renderer of the template's second, longer read (same frame and tokenizer)."""
+        template = self.template.reread()
+        if template is None:
+            return None
+        return PromptRenderer(template, self._frame, self.tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)

@@ -41,3 +41,10 @@ def score_from_logprobs(renderer: PromptRenderer, logprobs: Mapping[int, float])
     cancer = probs["cancer"] / total
     label = "cancer" if cancer >= 0.5 else "non_cancer"
     return LabelScore(label, cancer if label == "cancer" else 1.0 - cancer, cancer)
+
+
+def needs_reread(score: LabelScore, truncated: bool, below: float) -> bool:
+    """Read again, longer, when the capped read cut the paper and is less sure than `below`.
+    On the validation split, re-reading below 0.98 took the fine-tuned model from 95.0 % to
+    98.75 % while re-reading 15 % of papers (README, Performance)."""
+    return truncated and score.probability < below

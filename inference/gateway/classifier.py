@@ -22,7 +22,7 @@ from inference.gateway.metrics import GatewayMetrics
 from inference.gateway.settings import GatewaySettings
 from preprocessing.clean import paper_key
 from preprocessing.prompts import PromptRenderer
-from preprocessing.scoring import sampling_params, score_from_logprobs
+from preprocessing.scoring import needs_reread, sampling_params, score_from_logprobs
 
 
 class ServiceError(Exception):
@@ -44,6 +44,7 @@ class Answer:
     probability: float
     cancer_probability: float
     truncated: bool
+    reread: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Classifier:
         self.metrics, self.model = metrics, model
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._cache: LRUCache[str, Answer] = LRUCache(maxsize=max(settings.cache_size, 1))
+        self._reread = renderer.reread_renderer()
         self._params = sampling_params(renderer) | {"return_tokens_as_token_ids": True}
 
     def _cache_key(self, title: str, abstract: str) -> str:
@@ -79,15 +81,25 @@ class Classifier:
             self.metrics.cache_requests.labels("hit").inc()
             return hit
         self.metrics.cache_requests.labels("miss").inc()
-        prompt = self.renderer.render(title, abstract)
-        logprobs = await self._call_engine(prompt.text)
-        score = score_from_logprobs(self.renderer, logprobs)
-        answer = Answer(score.label, score.probability, score.cancer_probability, prompt.truncated)
+        answer = await self._read(title, abstract)
         if self.settings.cache_size:
             self._cache[key] = answer
         self.metrics.predictions.labels(answer.label).inc()
         self.metrics.cancer_probability.observe(answer.cancer_probability)
         return answer
+
+    async def _read(self, title: str, abstract: str) -> Answer:
+        """The capped read; when it cut the paper and is unsure, a longer read decides."""
+        prompt = self.renderer.render(title, abstract)
+        score = score_from_logprobs(self.renderer, await self._call_engine(prompt.text))
+        reread = self._reread is not None and needs_reread(
+            score, prompt.truncated, self.settings.reread_below)
+        if reread:
+            self.metrics.rereads.inc()
+            prompt = self._reread.render(title, abstract)
+            score = score_from_logprobs(self._reread, await self._call_engine(prompt.text))
+        return Answer(score.label, score.probability, score.cancer_probability, prompt.truncated,
+                      reread)
 
     async def _call_engine(self, prompt: str) -> dict[int, float]:
         try:

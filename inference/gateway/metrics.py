@@ -37,6 +37,10 @@ class GatewayMetrics:
         self.engine_errors = Counter(
             "classifier_engine_errors", "Failed engine calls by kind", ["kind"], registry=r
         )
+        self.rereads = Counter(
+            "classifier_rereads", "Papers read a second time, longer, because the capped "
+            "read was unsure", registry=r,
+        )
         self.batch_size = Histogram(
             "classifier_batch_size", "Papers per batch request",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r,

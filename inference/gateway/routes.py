@@ -47,6 +47,7 @@ async def _classify(service: Classifier, paper: Paper) -> Classification:
         id=paper.id, label=answer.label, probability=answer.probability,
         cancer_probability=answer.cancer_probability, model=service.model.version,
         prompt_version=service.model.prompt_version, truncated=answer.truncated,
+        reread=answer.reread,
     )
 
 
@@ -119,7 +120,9 @@ async def model(request: Request) -> dict:
     """The served model's manifest (base model, prompt version, dataset, metrics)."""
     service = _service(request)
     return {"name": service.model.name, "version": service.model.version,
-            "prompt_version": service.model.prompt_version, "manifest": service.model.manifest}
+            "prompt_version": service.model.prompt_version,
+            "reread_below": request.app.state.settings.reread_below,
+            "manifest": service.model.manifest}
 
 
 @router.get("/metrics", tags=["ops"])

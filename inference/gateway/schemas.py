@@ -34,6 +34,8 @@ class Classification(BaseModel):
     model: str
     prompt_version: str
     truncated: bool = Field(..., description="True when title or abstract was cut to the cap")
+    reread: bool = Field(False, description="True when the capped read was unsure and a longer "
+                         "read of the abstract decided the answer")
 
 
 class BatchRequest(BaseModel):

@@ -125,3 +125,23 @@ def _metric(gateway_url: str, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+LONG = {"title": "Outcomes of a cohort study",
+        "abstract": " ".join(["Patients were followed for several years after treatment."] * 30)
+        + " The lesions were malignant melanomas."}
+
+
+def test_unsure_capped_read_is_read_again_whole(make_gateway) -> None:
+    always = make_gateway(reread_below=1.0, cache_size=0)
+    never = make_gateway(reread_below=0.0, cache_size=0)
+    first = httpx.post(never + "/v1/classify_paper", json=LONG, timeout=60).json()
+    again = httpx.post(always + "/v1/classify_paper", json=LONG, timeout=60).json()
+    assert first["truncated"] is True and first["reread"] is False
+    # The whole abstract (~360 tokens) fits the second read's cap: nothing is cut.
+    assert again["truncated"] is False and again["reread"] is True
+    assert again["cancer_probability"] != pytest.approx(first["cancer_probability"], abs=1e-6)
+    short = httpx.post(always + "/v1/classify_paper", json=PAPER, timeout=60).json()
+    assert short["reread"] is False  # an uncut paper has nothing more to read
+    metrics = httpx.get(always + "/metrics").text
+    assert "classifier_rereads_total 1.0" in metrics

@@ -17,14 +17,26 @@ pytestmark = pytest.mark.integration
 
 def test_gateway_matches_offline_scoring(gateway_url: str, base_model_dir: Path,
                                          processed_dir: Path) -> None:
+    """Including the second, longer read of papers whose capped read was unsure (on the
+    untuned base model every cut paper is unsure)."""
+    from inference.gateway.settings import GatewaySettings
+    from preprocessing.scoring import needs_reread
     from training.scoring.vllm_engine import vllm_scores
 
     papers = read_split(processed_dir, "test")[:8]
-    offline = vllm_scores(base_model_dir, PromptRenderer.from_model_dir(base_model_dir), papers)
+    renderer = PromptRenderer.from_model_dir(base_model_dir)
+    first = vllm_scores(base_model_dir, renderer, papers)
+    second = vllm_scores(base_model_dir, renderer.reread_renderer(), papers)
+    below = GatewaySettings().reread_below
+    rereads = [needs_reread(score, renderer.render(p.title, p.abstract).truncated, below)
+               for score, p in zip(first, papers, strict=True)]
+    assert any(rereads)
     batch = httpx.post(gateway_url + "/v1/classify_papers", timeout=120, json={
         "papers": [{"title": p.title, "abstract": p.abstract, "id": p.id} for p in papers]
     }).json()["results"]
-    for expected, item in zip(offline, batch, strict=True):
+    for one, two, reread, item in zip(first, second, rereads, batch, strict=True):
+        expected = two if reread else one
+        assert item["result"]["reread"] is reread
         assert item["result"]["label"] == expected.label
         assert item["result"]["cancer_probability"] == pytest.approx(
             expected.cancer_probability, abs=0.01)

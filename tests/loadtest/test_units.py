@@ -25,7 +25,8 @@ from loadtest.run import (
 from preprocessing.papers import Paper
 
 GOOD = {"id": "p1", "label": "cancer", "probability": 0.9, "cancer_probability": 0.9,
-        "model": "base", "prompt_version": "cancer-yn-short.r1.t64.a96", "truncated": False}
+        "model": "base", "prompt_version": "cancer-yn-short.r1.t64.a96.re1024", "truncated": False,
+        "reread": False}
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -71,7 +71,22 @@ def test_template_versions_are_unique_and_include_caps() -> None:
         head = (t.abstract_token_cap or 0) - t.abstract_tail_tokens
         expected = f"a{head}+{t.abstract_tail_tokens}" if t.abstract_tail_tokens else \
             f"a{t.abstract_token_cap}"
+        if t.reread_abstract_cap:
+            expected += f".re{t.reread_abstract_cap}"
         assert t.version.endswith(expected)
+
+
+def test_reread_renderer_reads_more_of_the_abstract(base_model_dir: Path) -> None:
+    first = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    second = first.reread_renderer()
+    assert second is not None and second.reread_renderer() is None
+    assert second.template.abstract_token_cap == first.template.reread_abstract_cap
+    abstract = " ".join(f"word{i}" for i in range(200))  # ~700 tokens
+    short, long = first.render("T", abstract), second.render("T", abstract)
+    assert short.truncated and not long.truncated and abstract in long.text
+    # Same frame, system and instruction: only the abstract differs.
+    assert long.text.split("Abstract: ")[0] == short.text.split("Abstract: ")[0]
+    assert first.max_prompt_tokens() < second.max_prompt_tokens()
 
 
 def test_tail_needs_a_larger_cap() -> None:
