@@ -352,6 +352,19 @@ def fetch(
 
 # --------------------------------------------------------------------------- CLI
 
+# Options shared by `training publish` and `inference fetch-model`.
+BucketOption = Annotated[
+    str, typer.Option("--bucket", envvar="MODEL_BUCKET", help="Model bucket (S3).")
+]
+NameOption = Annotated[
+    str, typer.Option("--name", envvar="MODEL_NAME", help="Model name: models/NAME/...")
+]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint-url", help="S3 endpoint override (boto3 also honours "
+                 "AWS_ENDPOINT_URL)."),
+]
+
 
 def publish_command(
     model_dir: Annotated[
@@ -364,25 +377,15 @@ def publish_command(
             readable=True,
         ),
     ],
-    bucket: Annotated[
-        str, typer.Option("--bucket", envvar="MODEL_BUCKET", help="Model bucket (S3).")
-    ],
-    name: Annotated[
-        str, typer.Option("--name", envvar="MODEL_NAME", help="Model name: models/NAME/...")
-    ],
+    bucket: BucketOption,
+    name: NameOption,
     version: Annotated[
         str,
         typer.Option(
             "--version", envvar="MODEL_VERSION", help="Version to create: models/NAME/VERSION/."
         ),
     ],
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            "--endpoint-url",
-            help="S3 endpoint override (boto3 also honours AWS_ENDPOINT_URL).",
-        ),
-    ] = None,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Publish a model directory as an immutable version, checksums.json written last."""
     try:
