@@ -81,7 +81,8 @@ def run(
 def bench(
     papers: int = typer.Option(None, min=1, help="Test papers to use (default: all of them)"),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight on the served paths"),
-    rounds: int = typer.Option(2, min=1, help="Timed rounds of each served path (best kept)"),
+    rounds: int = typer.Option(5, min=1, help="Timed rounds of each served path, "
+                               "interleaved (the median is kept)"),
     model: Path = typer.Option(None, help="Model directory (default: models/latest, else the "
                                "embedded base model)"),
     only: str = typer.Option("baseline,offline,server,gateway",
