@@ -132,9 +132,26 @@ class RssSampler:
         mib = lambda b: None if b is None else round(b / 2**20, 1)  # noqa: E731
         peak = max((b for _, b in self.samples), default=None)
         start, end = self.start_bytes, self.end_bytes
+        # Growth over the second half tells a leak (still climbing) from warm-up and bounded
+        # caches filling (flat by then).
+        middle = self.samples[len(self.samples) // 2][1] if self.samples else None
         return {"pid": self.pid, "start_mib": mib(start), "end_mib": mib(end),
-                "peak_mib": mib(peak),
-                "growth_mib": mib(end - start) if start is not None and end is not None else None}
+                "peak_mib": mib(peak), "middle_mib": mib(middle),
+                "growth_mib": mib(end - start) if start is not None and end is not None else None,
+                "second_half_growth_mib":
+                    mib(end - middle) if middle is not None and end is not None else None,
+                "per_minute_mib": self.per_minute()}
+
+    def per_minute(self) -> list[float]:
+        """RSS (MiB) at the first sample of each minute, for a compact time series."""
+        if not self.samples:
+            return []
+        t0, seen, out = self.samples[0][0], set(), []
+        for t, b in self.samples:
+            if (minute := int((t - t0) // 60)) not in seen:
+                seen.add(minute)
+                out.append(round(b / 2**20, 1))
+        return out
 
 
 # --- reading Locust's CSV --------------------------------------------------------------------
@@ -250,7 +267,9 @@ def summary_markdown(summary: dict) -> str:
         "",
         f"- Error rate: {summary['total']['error_rate']:.4%}",
         f"- Gateway RSS (pid {rss['pid']}): start {_fmt(rss['start_mib'])} MiB, "
-        f"end {_fmt(rss['end_mib'])} MiB, peak {_fmt(rss['peak_mib'])} MiB",
+        f"half-way {_fmt(rss.get('middle_mib'))} MiB, end {_fmt(rss['end_mib'])} MiB, "
+        f"peak {_fmt(rss['peak_mib'])} MiB; per minute: "
+        + (", ".join(f"{v:g}" for v in rss.get("per_minute_mib") or []) or "n/a"),
     ]
     if agreement and agreement.get("answers"):
         lines.append(f"- Answers that match the dataset's label: {agreement['correct']} of "

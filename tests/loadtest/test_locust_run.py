@@ -80,6 +80,9 @@ def test_gateway_memory_is_sampled(load_run: tuple[dict, Path]) -> None:
     assert rss["pid"] is not None
     assert 20 < rss["start_mib"] < 2048 and 20 < rss["end_mib"] < 2048
     assert rss["peak_mib"] >= max(rss["start_mib"], rss["end_mib"])
+    assert rss["per_minute_mib"] and rss["per_minute_mib"][0] == rss["start_mib"]
+    assert rss["second_half_growth_mib"] == pytest.approx(rss["end_mib"] - rss["middle_mib"],
+                                                          abs=0.11)
 
 
 def test_impossible_slo_exits_non_zero(gateway_url: str, processed_dir: Path,
