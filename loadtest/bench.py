@@ -43,7 +43,7 @@ from loadtest.checks import BadResponse, check_classification
 from preprocessing.dataset import read_split
 from preprocessing.papers import Paper
 from preprocessing.prompts import FRAME_FILE, PromptRenderer
-from preprocessing.scoring import LabelScore, needs_reread
+from preprocessing.scoring import LabelScore, read_paper
 from preprocessing.settings import PROJECT_ROOT
 
 PATHS = ("baseline", "offline", "server", "gateway")
@@ -336,20 +336,17 @@ class Served:
                               max_keepalive_connections=concurrency + 4)
         self.client = httpx.AsyncClient(limits=limits, timeout=120)
 
-    async def _complete(self, renderer: PromptRenderer, paper: Paper) -> tuple[LabelScore, bool]:
-        prompt = renderer.render(paper.title, paper.abstract)
+    async def _complete(self, renderer: PromptRenderer, prompt: str) -> LabelScore:
         response = await self.client.post(
             f"{self.engine_url}/v1/completions",
-            json={"model": self.model_name, "prompt": prompt.text, **self.params})
+            json={"model": self.model_name, "prompt": prompt, **self.params})
         response.raise_for_status()
-        return self._score(renderer, self._logprobs(response.json())), prompt.truncated
+        return self._score(renderer, self._logprobs(response.json()))
 
     async def direct(self, paper: Paper) -> tuple[str, bool]:
         """The label, and whether the paper was read twice."""
-        score, truncated = await self._complete(self.renderer, paper)
-        reread = self.reread is not None and needs_reread(score, truncated, self.reread_below)
-        if reread:
-            score, _ = await self._complete(self.reread, paper)
+        score, _, reread = await read_paper(self.renderer, self.reread, paper.title,
+                                            paper.abstract, self.reread_below, self._complete)
         return score.label, reread
 
     async def gateway(self, paper: Paper) -> tuple[str, bool]:

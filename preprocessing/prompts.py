@@ -77,14 +77,18 @@ class PromptTemplate:
         return f"{self.instruction}\nTitle: {title}\nAbstract: {abstract}"
 
 
+# Shared by every template below; changing either is a new revision of each.
+_SYSTEM = "You classify biomedical papers."
+_INSTRUCTION = "Is this paper about cancer? Answer yes or no."
+
 TEMPLATES: dict[str, PromptTemplate] = {
     t.name: t
     for t in (
         PromptTemplate(
             name="cancer-yn-short",
             revision=1,
-            system="You classify biomedical papers.",
-            instruction="Is this paper about cancer? Answer yes or no.",
+            system=_SYSTEM,
+            instruction=_INSTRUCTION,
             title_token_cap=64,
             abstract_token_cap=96,
             reread_abstract_cap=1024,
@@ -92,8 +96,8 @@ TEMPLATES: dict[str, PromptTemplate] = {
         PromptTemplate(
             name="cancer-yn-headtail",
             revision=1,
-            system="You classify biomedical papers.",
-            instruction="Is this paper about cancer? Answer yes or no.",
+            system=_SYSTEM,
+            instruction=_INSTRUCTION,
             title_token_cap=64,
             abstract_token_cap=96,
             abstract_tail_tokens=48,
@@ -101,8 +105,8 @@ TEMPLATES: dict[str, PromptTemplate] = {
         PromptTemplate(
             name="cancer-yn",
             revision=1,
-            system="You classify biomedical papers.",
-            instruction="Is this paper about cancer? Answer yes or no.",
+            system=_SYSTEM,
+            instruction=_INSTRUCTION,
             title_token_cap=64,
             abstract_token_cap=192,
         ),

@@ -22,7 +22,12 @@ from inference.gateway.metrics import GatewayMetrics
 from inference.gateway.settings import GatewaySettings
 from preprocessing.clean import paper_key
 from preprocessing.prompts import PromptRenderer
-from preprocessing.scoring import needs_reread, sampling_params, score_from_logprobs
+from preprocessing.scoring import (
+    LabelScore,
+    read_paper,
+    sampling_params,
+    score_from_logprobs,
+)
 
 
 class ServiceError(Exception):
@@ -89,17 +94,16 @@ class Classifier:
         return answer
 
     async def _read(self, title: str, abstract: str) -> Answer:
-        """The capped read; when it cut the paper and is unsure, a longer read decides."""
-        prompt = self.renderer.render(title, abstract)
-        score = score_from_logprobs(self.renderer, await self._call_engine(prompt.text))
-        reread = self._reread is not None and needs_reread(
-            score, prompt.truncated, self.settings.reread_below)
+        score, truncated, reread = await read_paper(
+            self.renderer, self._reread, title, abstract, self.settings.reread_below,
+            self._score)
         if reread:
             self.metrics.rereads.inc()
-            prompt = self._reread.render(title, abstract)
-            score = score_from_logprobs(self._reread, await self._call_engine(prompt.text))
-        return Answer(score.label, score.probability, score.cancer_probability, prompt.truncated,
+        return Answer(score.label, score.probability, score.cancer_probability, truncated,
                       reread)
+
+    async def _score(self, renderer: PromptRenderer, prompt: str) -> LabelScore:
+        return score_from_logprobs(renderer, await self._call_engine(prompt))
 
     async def _call_engine(self, prompt: str) -> dict[int, float]:
         try:
