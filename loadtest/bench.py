@@ -341,7 +341,7 @@ class Served:
             f"{self.engine_url}/v1/completions",
             json={"model": self.model_name, "prompt": prompt, **self.params})
         response.raise_for_status()
-        return self._score(renderer, self._logprobs(response.json()))
+        return self._score(renderer, self._logprobs(response.content))
 
     async def direct(self, paper: Paper) -> tuple[str, bool]:
         """The label, and whether the paper was read twice."""

@@ -8,7 +8,8 @@ import hashlib
 import time
 from dataclasses import asdict, dataclass
 
-import httpx
+import aiohttp
+import orjson
 from cachetools import LRUCache
 from tenacity import (
     AsyncRetrying,
@@ -28,6 +29,8 @@ from preprocessing.scoring import (
     sampling_params,
     score_from_logprobs,
 )
+
+_JSON = {"Content-Type": "application/json"}
 
 
 class ServiceError(Exception):
@@ -75,6 +78,7 @@ class Classifier:
         self._cache: LRUCache[str, Answer] = LRUCache(maxsize=max(settings.cache_size, 1))
         self._reread = renderer.reread_renderer()
         self._params = sampling_params(renderer) | {"return_tokens_as_token_ids": True}
+        self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
 
     def _cache_key(self, title: str, abstract: str) -> str:
         raw = f"{paper_key(title, abstract)}\x1f{self.model.version}\x1f{self.model.prompt_version}"
@@ -138,39 +142,40 @@ class Classifier:
         raise AssertionError("unreachable")
 
     async def _post(self, engine: Engine, prompt: str) -> dict[int, float]:
-        body = {"model": self.model.name, "prompt": prompt, **self._params}
+        body = orjson.dumps({"model": self.model.name, "prompt": prompt, **self._params})
         engine.in_flight += 1
         started = time.perf_counter()
         try:
-            response = await self.pool.client.post(
-                f"{engine.url}/v1/completions", json=body, timeout=self.settings.request_timeout_s
-            )
-        except httpx.TimeoutException:
+            async with self.pool.session.post(
+                f"{engine.url}/v1/completions", data=body, headers=_JSON, timeout=self._timeout
+            ) as response:
+                status, raw = response.status, await response.read()
+        except TimeoutError:  # aiohttp's timeouts (connect included) are TimeoutErrors
             self.metrics.engine_errors.labels("timeout").inc()
             raise ServiceError(504, "inference engine timed out") from None
-        except httpx.TransportError as err:
+        except aiohttp.ClientError as err:  # refused, reset, disconnected mid-answer
             self.metrics.engine_errors.labels("connect").inc()
             self.pool.mark_failed(engine, type(err).__name__)
             raise _EngineLost(type(err).__name__) from None
         finally:
             engine.in_flight -= 1
             self.metrics.engine_duration.observe(time.perf_counter() - started)
-        if response.status_code >= 500:
+        if status >= 500:
             # A 5xx is the engine's own fault (shutting down, engine loop dead): retry, then 503
             # with Retry-After, as for a lost connection. The health probe decides if it is down.
             self.metrics.engine_errors.labels("http").inc()
-            raise _EngineLost(f"engine answered {response.status_code}")
-        if response.status_code != 200:
+            raise _EngineLost(f"engine answered {status}")
+        if status != 200:
             # A 4xx means the gateway sent something the engine refuses: our bug, not the client's.
             self.metrics.engine_errors.labels("http").inc()
-            raise ServiceError(502, f"inference engine answered {response.status_code}")
-        return _label_logprobs(response.json())
+            raise ServiceError(502, f"inference engine answered {status}")
+        return _label_logprobs(raw)
 
 
-def _label_logprobs(payload: dict) -> dict[int, float]:
+def _label_logprobs(raw: bytes) -> dict[int, float]:
     """`{"token_id:10407": -0.6, ...}` (return_tokens_as_token_ids) -> {10407: -0.6, ...}."""
     try:
-        top = payload["choices"][0]["logprobs"]["top_logprobs"][0]
+        top = orjson.loads(raw)["choices"][0]["logprobs"]["top_logprobs"][0]
         return {int(token.rsplit(":", 1)[1]): float(lp) for token, lp in top.items()}
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise ServiceError(502, f"unexpected engine response: {err!r}") from None

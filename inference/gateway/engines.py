@@ -11,9 +11,12 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 
 log = logging.getLogger(__name__)
+
+
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
 
 
 class NoEngineAvailable(Exception):
@@ -48,11 +51,12 @@ async def _expand(url: str) -> list[str]:
 
 
 class EnginePool:
-    def __init__(self, urls: list[str], client: httpx.AsyncClient, resolve: bool = False) -> None:
+    def __init__(self, urls: list[str], session: aiohttp.ClientSession,
+                 resolve: bool = False) -> None:
         if not urls:
             raise ValueError("at least one engine URL is needed")
         self.configured = list(urls)
-        self.client = client
+        self.session = session
         self.resolve = resolve
         self.engines = [Engine(u.rstrip("/")) for u in urls]
 
@@ -83,9 +87,9 @@ class EnginePool:
 
     async def _probe(self, engine: Engine) -> None:
         try:
-            response = await self.client.get(f"{engine.url}/health", timeout=1.0)
-            ok = response.status_code == 200
-        except httpx.HTTPError as err:
+            async with self.session.get(f"{engine.url}/health", timeout=_PROBE_TIMEOUT) as r:
+                ok = r.status == 200
+        except (aiohttp.ClientError, TimeoutError) as err:
             ok, engine.last_error = False, type(err).__name__
         if ok and not engine.healthy:
             log.info("engine back", extra={"engine": engine.url})
@@ -100,14 +104,11 @@ class EnginePool:
         """Ready = some healthy engine lists the expected model."""
         for engine in self.healthy():
             try:
-                response = await self.client.get(f"{engine.url}/v1/models", timeout=1.0)
-                if any(m.get("id") == model_name for m in response.json().get("data", [])):
+                async with self.session.get(f"{engine.url}/v1/models",
+                                            timeout=_PROBE_TIMEOUT) as response:
+                    listed = (await response.json(content_type=None)).get("data", [])
+                if any(m.get("id") == model_name for m in listed):
                     return True
-            except (httpx.HTTPError, ValueError):
+            except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
                 continue
         return False
-
-    async def health_loop(self, interval_s: float) -> None:
-        while True:
-            await self.probe_all()
-            await asyncio.sleep(interval_s)

@@ -148,7 +148,7 @@ async def swap_model(swap: SwapRequest, request: Request) -> dict:
 
     try:
         new = build_classifier(app.state.settings, swap.engine_urls, swap.model_dir,
-                               app.state.client, app.state.metrics)
+                               app.state.session, app.state.metrics)
     except (OSError, KeyError, ValueError) as err:
         raise HTTPException(422, f"cannot load {swap.model_dir}: {err}") from err
     await new.pool.probe_all()
