@@ -141,6 +141,11 @@ def write_prompt_frame(model_dir: Path, hf_tokenizer: Any) -> None:
     (model_dir / FRAME_FILE).write_text(json.dumps({"frame": frame}, indent=2))
 
 
+# Characters per token that surely hold `cap` tokens (English prose runs ~4-5): beyond
+# `cap` times this, only the text's beginning is tokenized to cap it.
+HEAD_CHARS_PER_TOKEN = 8
+
+
 def _collapse(text: str) -> str:
     return " ".join(text.split())
 
@@ -185,6 +190,8 @@ class PromptRenderer:
         text = _collapse(text)
         if cap is None:
             return text, False
+        if not tail and (head := self._head_if_longer(text, cap)) is not None:
+            return head, True
         encoding = self.tokenizer.encode(text, add_special_tokens=False)
         n = len(encoding.ids)
         if n <= cap:
@@ -196,6 +203,21 @@ class PromptRenderer:
         if start > 0 and not text[start - 1].isspace():  # mid-word: start at the next word
             start = text.find(" ", start) + 1 or len(text)
         return f"{head} ... {text[start:]}", True
+
+    def _head_if_longer(self, text: str, cap: int) -> str | None:
+        """The first `cap` tokens of a long text from tokenizing only its beginning (the
+        serving hot path: most abstracts are several times the first read's cap); None when
+        that beginning holds no more than `cap` tokens. Exact: the byte-level pre-tokenizer
+        never joins across a space of whitespace-collapsed text, so the tokens before a space
+        are those of the whole text (a test checks it on every paper)."""
+        limit = cap * HEAD_CHARS_PER_TOKEN
+        cut = text.rfind(" ", 0, limit) if len(text) > limit else -1
+        if cut <= 0:
+            return None
+        encoding = self.tokenizer.encode(text[:cut], add_special_tokens=False)
+        if len(encoding.ids) <= cap:
+            return None
+        return text[: encoding.offsets[cap - 1][1]]
 
     def render(self, title: str, abstract: str) -> RenderedPrompt:
         title, title_cut = self._cap(title, self.template.title_token_cap)

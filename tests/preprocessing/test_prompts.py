@@ -94,3 +94,27 @@ def test_tail_needs_a_larger_cap() -> None:
 
     with pytest.raises(ValueError, match="abstract_tail_tokens"):
         replace(TEMPLATES["cancer-yn-short"], abstract_tail_tokens=96)
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_capping_from_the_beginning_only_matches_tokenizing_everything(
+        base_model_dir: Path, processed_dir: Path, template: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every paper of every split, rendered with the hot path's shortcut (tokenize only the
+    # text's beginning) and without it: byte for byte the same prompts.
+    from preprocessing import prompts
+    from preprocessing.dataset import read_split
+
+    papers = [p for split in ("train", "validation", "test")
+              for p in read_split(processed_dir, split)]
+    first = PromptRenderer.from_model_dir(base_model_dir, template)
+    renderers = [first] + ([second] if (second := first.reread_renderer()) else [])
+    fast = [r.render(p.title, p.abstract) for r in renderers for p in papers]
+    shortcuts = sum(r._head_if_longer(" ".join(p.abstract.split()),
+                                      r.template.abstract_token_cap or 10**9) is not None
+                    for r in renderers for p in papers)
+    monkeypatch.setattr(prompts, "HEAD_CHARS_PER_TOKEN", 10**9)  # never take the shortcut
+    slow = [r.render(p.title, p.abstract) for r in renderers for p in papers]
+    assert fast == slow
+    if not first.template.abstract_tail_tokens:  # the head+tail cap needs the whole text
+        assert shortcuts > len(papers) / 4  # the shortcut is common, not a rarity
