@@ -35,7 +35,9 @@ from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
+import aiohttp
 import httpx
+import orjson
 from tqdm import tqdm
 
 from loadtest import flops
@@ -332,16 +334,29 @@ class Served:
         self.params = sampling_params(renderer) | {"return_tokens_as_token_ids": True}
         self.model_name = model_name
         self._logprobs, self._score = _label_logprobs, score_from_logprobs
-        limits = httpx.Limits(max_connections=concurrency + 4,
-                              max_keepalive_connections=concurrency + 4)
-        self.client = httpx.AsyncClient(limits=limits, timeout=120)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Served:
+        # The HTTP library the gateway uses for its engine calls, for both paths: the overhead
+        # then measures the hop, not a difference between client libraries.
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.concurrency + 4),
+            timeout=aiohttp.ClientTimeout(total=120))
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.session.close()
+
+    async def _post(self, url: str, body: dict) -> tuple[int, bytes]:
+        async with self.session.post(url, json=body) as response:
+            return response.status, await response.read()
 
     async def _complete(self, renderer: PromptRenderer, prompt: str) -> LabelScore:
-        response = await self.client.post(
-            f"{self.engine_url}/v1/completions",
-            json={"model": self.model_name, "prompt": prompt, **self.params})
-        response.raise_for_status()
-        return self._score(renderer, self._logprobs(response.content))
+        status, raw = await self._post(f"{self.engine_url}/v1/completions",
+                                       {"model": self.model_name, "prompt": prompt, **self.params})
+        if status != 200:
+            raise BadResponse(f"engine HTTP {status}: {raw[:200]!r}")
+        return self._score(renderer, self._logprobs(raw))
 
     async def direct(self, paper: Paper) -> tuple[str, bool]:
         """The label, and whether the paper was read twice."""
@@ -350,12 +365,12 @@ class Served:
         return score.label, reread
 
     async def gateway(self, paper: Paper) -> tuple[str, bool]:
-        response = await self.client.post(
+        status, raw = await self._post(
             f"{self.gateway_url}/v1/classify_paper",
-            json={"id": paper.id, "title": paper.title, "abstract": paper.abstract})
-        if response.status_code != 200:
-            raise BadResponse(f"HTTP {response.status_code}: {response.text[:200]}")
-        body = response.json()
+            {"id": paper.id, "title": paper.title, "abstract": paper.abstract})
+        if status != 200:
+            raise BadResponse(f"HTTP {status}: {raw[:200]!r}")
+        body = orjson.loads(raw)
         return check_classification(body, paper.id), body["reread"]
 
     def prompt_tokens(self, paper: Paper, reread: bool) -> int:
@@ -368,12 +383,12 @@ class Served:
         finds no prompt of an earlier round cached; False when the engine refuses."""
         for _ in range(50):  # it fails while blocks are still held: retry for a while
             try:
-                response = await self.client.post(f"{self.engine_url}/reset_prefix_cache")
-                if response.status_code != 200:
+                status, raw = await self._post(f"{self.engine_url}/reset_prefix_cache", {})
+                if status != 200:
                     return False
-                if response.json().get("success", False):
+                if orjson.loads(raw).get("success", False):
                     return True
-            except (httpx.HTTPError, ValueError):
+            except (aiohttp.ClientError, TimeoutError, ValueError):
                 return False
             await asyncio.sleep(0.1)
         return False
@@ -383,7 +398,8 @@ class Served:
         and of the engine calls made for them."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        text = (await self.client.get(f"{self.gateway_url}/metrics")).text
+        async with self.session.get(f"{self.gateway_url}/metrics") as response:
+            text = await response.text()
         values = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -497,7 +513,7 @@ def served_paths(opts: BenchOptions, papers: list[Paper], warmup: list[Paper]) -
 
         async def all_rounds() -> None:
             nonlocal probe
-            try:
+            async with served:
                 if len(wanted) == 2:
                     await served.direct(warmup[0])
                     await served.gateway(warmup[0])
@@ -506,8 +522,6 @@ def served_paths(opts: BenchOptions, papers: list[Paper], warmup: list[Paper]) -
                     for which in wanted if r % 2 == 0 else wanted[::-1]:
                         rounds[which].append(
                             await served.timed(which, papers, warmup, opts.progress))
-            finally:
-                await served.client.aclose()
 
         asyncio.run(all_rounds())
     finally:
