@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
@@ -118,6 +121,34 @@ def test_metrics_count_what_happened(gateway_url: str) -> None:
     assert "classifier_engine_duration_seconds_bucket" in text
     assert 'classifier_model_info{model="paper-classifier"' in text
     assert "classifier_engines_healthy 1.0" in text
+
+
+def _burst(gateway_url: str, tag: str, n: int = 8) -> list[int]:
+    """`n` new papers at once (so the gateway opens several engine connections)."""
+    async def send() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.post(
+                gateway_url + "/v1/classify_paper",
+                json={"title": f"Keep-alive probe {tag} {i}", "abstract": "Tumours in mice."})
+                for i in range(n)))
+    return [r.status_code for r in asyncio.run(send())]
+
+
+def test_engine_connections_idle_past_the_engines_keep_alive_are_no_failure(
+        gateway_url: str) -> None:
+    # vLLM closes keep-alive connections idle for 5 s. A request sent down one it is closing
+    # would count as an engine failure and mark the engine down: the gateway drops idle
+    # connections first.
+    def engine_errors() -> float:
+        return sum(_metric(gateway_url, f'classifier_engine_errors_total{{kind="{kind}"}}')
+                   for kind in ("connect", "http", "timeout"))
+
+    before = engine_errors()
+    assert _burst(gateway_url, "a") == [200] * 8
+    time.sleep(6)
+    assert _burst(gateway_url, "b") == [200] * 8
+    assert engine_errors() == before
+    assert "classifier_engines_healthy 1.0" in httpx.get(gateway_url + "/metrics").text
 
 
 def _metric(gateway_url: str, series: str) -> float:
