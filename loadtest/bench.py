@@ -321,9 +321,14 @@ class Served:
 
     def __init__(self, engine_url: str, gateway_url: str, renderer: PromptRenderer,
                  model_name: str, concurrency: int) -> None:
-        from inference.gateway.classifier import _label_logprobs
+        from inference.gateway.classifier import (
+            JSON_HEADERS,
+            _label_logprobs,
+            completion_body,
+            completion_params,
+        )
         from inference.gateway.settings import GatewaySettings
-        from preprocessing.scoring import sampling_params, score_from_logprobs
+        from preprocessing.scoring import score_from_logprobs
 
         self.engine_url, self.gateway_url, self.renderer = engine_url, gateway_url, renderer
         # The direct client does the gateway's work too (a second, longer read when the first
@@ -331,9 +336,10 @@ class Served:
         self.reread, self.reread_below = renderer.reread_renderer(), GatewaySettings().reread_below
         self.concurrency = concurrency
         # The body the gateway sends (inference/gateway/classifier.py).
-        self.params = sampling_params(renderer) | {"return_tokens_as_token_ids": True}
+        self.params = completion_params(renderer)
         self.model_name = model_name
         self._logprobs, self._score = _label_logprobs, score_from_logprobs
+        self._body, self._headers = completion_body, JSON_HEADERS
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Served:
@@ -347,13 +353,13 @@ class Served:
     async def __aexit__(self, *_: object) -> None:
         await self.session.close()
 
-    async def _post(self, url: str, body: dict) -> tuple[int, bytes]:
-        async with self.session.post(url, json=body) as response:
+    async def _post(self, url: str, body: bytes) -> tuple[int, bytes]:
+        async with self.session.post(url, data=body, headers=self._headers) as response:
             return response.status, await response.read()
 
     async def _complete(self, renderer: PromptRenderer, prompt: str) -> LabelScore:
         status, raw = await self._post(f"{self.engine_url}/v1/completions",
-                                       {"model": self.model_name, "prompt": prompt, **self.params})
+                                       self._body(self.model_name, prompt, self.params))
         if status != 200:
             raise BadResponse(f"engine HTTP {status}: {raw[:200]!r}")
         return self._score(renderer, self._logprobs(raw))
@@ -367,7 +373,7 @@ class Served:
     async def gateway(self, paper: Paper) -> tuple[str, bool]:
         status, raw = await self._post(
             f"{self.gateway_url}/v1/classify_paper",
-            {"id": paper.id, "title": paper.title, "abstract": paper.abstract})
+            orjson.dumps({"id": paper.id, "title": paper.title, "abstract": paper.abstract}))
         if status != 200:
             raise BadResponse(f"HTTP {status}: {raw[:200]!r}")
         body = orjson.loads(raw)
@@ -383,7 +389,7 @@ class Served:
         finds no prompt of an earlier round cached; False when the engine refuses."""
         for _ in range(50):  # it fails while blocks are still held: retry for a while
             try:
-                status, raw = await self._post(f"{self.engine_url}/reset_prefix_cache", {})
+                status, raw = await self._post(f"{self.engine_url}/reset_prefix_cache", b"{}")
                 if status != 200:
                     return False
                 if orjson.loads(raw).get("success", False):

@@ -30,7 +30,17 @@ from preprocessing.scoring import (
     score_from_logprobs,
 )
 
-_JSON = {"Content-Type": "application/json"}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def completion_params(renderer: PromptRenderer) -> dict:
+    """What the gateway asks of vLLM's /v1/completions besides model and prompt: one label
+    token's log-probabilities, with token ids rather than strings."""
+    return sampling_params(renderer) | {"return_tokens_as_token_ids": True}
+
+
+def completion_body(model: str, prompt: str, params: dict) -> bytes:
+    return orjson.dumps({"model": model, "prompt": prompt, **params})
 
 
 class ServiceError(Exception):
@@ -77,7 +87,7 @@ class Classifier:
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._cache: LRUCache[bytes, Answer] = LRUCache(maxsize=max(settings.cache_size, 1))
         self._reread = renderer.reread_renderer()
-        self._params = sampling_params(renderer) | {"return_tokens_as_token_ids": True}
+        self._params = completion_params(renderer)
         self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
 
     def _cache_key(self, title: str, abstract: str) -> bytes:
@@ -142,13 +152,13 @@ class Classifier:
         raise AssertionError("unreachable")
 
     async def _post(self, engine: Engine, prompt: str) -> dict[int, float]:
-        body = orjson.dumps({"model": self.model.name, "prompt": prompt, **self._params})
+        body = completion_body(self.model.name, prompt, self._params)
         engine.in_flight += 1
         started = time.perf_counter()
         try:
-            async with self.pool.session.post(
-                f"{engine.url}/v1/completions", data=body, headers=_JSON, timeout=self._timeout
-            ) as response:
+            async with self.pool.session.post(f"{engine.url}/v1/completions", data=body,
+                                              headers=JSON_HEADERS,
+                                              timeout=self._timeout) as response:
                 status, raw = response.status, await response.read()
         except TimeoutError:  # aiohttp's timeouts (connect included) are TimeoutErrors
             self.metrics.engine_errors.labels("timeout").inc()
