@@ -23,6 +23,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY hardware/ hardware/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/
@@ -72,6 +73,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ENGINE_DEVICE=cuda
 WORKDIR /opt/paper-classifier
 COPY pyproject.toml README.md ./
+COPY hardware/ hardware/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/
@@ -107,6 +109,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY hardware/ hardware/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/
@@ -175,6 +178,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DO_NOT_TRACK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY hardware/ hardware/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/

@@ -3,8 +3,9 @@ platform, started as a child process and waited on until it answers."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,11 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hardware.precision import PrecisionChoice, PrecisionSetting, choose, detect_cuda
+from inference.engine_headers import PRECISION_ENV
 from inference.models import load_renderer
+
+log = logging.getLogger(__name__)
 
 
 class EngineSettings(BaseSettings):
@@ -24,6 +29,9 @@ class EngineSettings(BaseSettings):
     port: int = Field(8000, description="Listen port")
     served_model_name: str = Field("paper-classifier", description="Name clients ask for")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto: cuda if present")
+    precision: PrecisionSetting = Field(
+        "auto", description="vLLM --dtype; auto = the hardware rule (bf16 where native, fp16 on "
+        "NVIDIA before compute capability 8.0, else fp32)")
     # CPU: the KV cache is plain memory; short prompts need little.
     cpu_kvcache_gib: int = Field(2, description="VLLM_CPU_KVCACHE_SPACE on CPU")
     cpu_threads_bind: str = Field(
@@ -40,14 +48,24 @@ class EngineSettings(BaseSettings):
     ready_timeout_s: float = Field(600, description="How long to wait for readiness")
 
 
-def cuda_available() -> bool:
-    return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
+def engine_device(settings: EngineSettings) -> str:
+    if settings.device != "auto":
+        return settings.device
+    return "cuda" if detect_cuda() is not None else "cpu"
 
 
-def build_command(settings: EngineSettings, model_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment for vLLM's OpenAI server."""
-    device = settings.device if settings.device != "auto" else (
-        "cuda" if cuda_available() else "cpu")
+def engine_precision(settings: EngineSettings) -> PrecisionChoice:
+    """The precision the engine computes in (ENGINE_PRECISION, else the hardware rule)."""
+    return choose(engine_device(settings), settings.precision, "ENGINE_PRECISION")
+
+
+def build_command(settings: EngineSettings, model_dir: Path,
+                  precision: PrecisionChoice | None = None) -> tuple[list[str], dict[str, str]]:
+    """argv and extra environment for vLLM's OpenAI server, computing in `precision` (default:
+    `engine_precision(settings)`). Every response of the server carries that choice in a
+    header, which the gateway reports."""
+    precision = precision or engine_precision(settings)
+    device = precision.device
     renderer = load_renderer(model_dir)
     reread = renderer.reread_renderer()
     first_len = renderer.max_prompt_tokens() + 1  # + the one answer token
@@ -63,11 +81,12 @@ def build_command(settings: EngineSettings, model_dir: Path) -> tuple[list[str],
         "--logprobs-mode", "processed_logprobs",  # log-probs over the allowed label tokens
         "--max-num-seqs", str(settings.max_num_seqs),
         "--disable-uvicorn-access-log",
-        "--dtype", "bfloat16",
+        "--dtype", precision.precision.value,  # the bf16 weights are cast at load
+        "--middleware", "inference.engine_headers.PrecisionHeader",
     ]
     # A step's budget is sized for the common (first, short) read; one long read still fits.
     batched = settings.max_num_batched_tokens or max(first_len * settings.max_num_seqs, max_len)
-    env: dict[str, str] = {}
+    env: dict[str, str] = {PRECISION_ENV: json.dumps(precision.as_dict())}
     if device == "cpu":
         # Compute on every core (vLLM reserves one for its front end by default; measured
         # 2.66 vs 1.59 papers/s on two cores, DESIGN.md).
@@ -90,7 +109,9 @@ def build_command(settings: EngineSettings, model_dir: Path) -> tuple[list[str],
 
 def start(settings: EngineSettings, model_dir: Path, log_path: Path | None = None,
           detach: bool = False) -> subprocess.Popen:
-    args, extra_env = build_command(settings, model_dir)
+    precision = engine_precision(settings)
+    log.info("engine precision: %s", precision.describe())
+    args, extra_env = build_command(settings, model_dir, precision)
     out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - owned by the child
     return subprocess.Popen(args, env=os.environ | extra_env, stdout=out, stderr=out,
                             start_new_session=detach)

@@ -2,13 +2,16 @@
 and the same machine, one after the other (never two at once):
 
 - baseline: the original notebook's way. Hugging Face `generate` per paper, one at a time, two
-  new tokens sampled at temperature 0.1, bf16, torch on every core, the chat prompt with the
-  full (uncapped) abstract; the label is the label word the generated text starts with.
+  new tokens sampled at temperature 0.1, torch on every core, the chat prompt with the full
+  (uncapped) abstract; the label is the label word the generated text starts with. It computes
+  in the engine's precision (the one this hardware favours), so the ratio stays fair.
 - offline: vLLM's offline engine (`vllm.LLM`), every paper in one `generate` call, the served
   prompt (abstract capped by the template) and the served sampling parameters.
 - server: vLLM's OpenAI server called directly by `concurrency` clients, with the body the
   gateway sends.
 - gateway: the FastAPI gateway in front of that same server, `concurrency` clients.
+
+MFU is measured against the matrix-product peak of that same precision, in the same run.
 
 Each path is warmed up (on papers of the validation split) before it is timed; the engine's
 prefix cache is emptied before each timed server round so no path finds another's prompts.
@@ -180,7 +183,7 @@ def _child(fn: Callable[..., dict], *args) -> dict:
 
 
 def baseline_path(model_dir: str, papers: list[Paper], warmup: list[Paper], seed: int,
-                  progress: bool) -> dict:
+                  progress: bool, precision: str) -> dict:
     """The notebook's loop: generate two tokens per paper, one paper at a time."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -188,7 +191,8 @@ def baseline_path(model_dir: str, papers: list[Paper], warmup: list[Paper], seed
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(seed)
     renderer = full_abstract_renderer(Path(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, precision))
+    model.eval()
     pad = model.generation_config.pad_token_id or model.generation_config.eos_token_id
     if isinstance(pad, list):
         pad = pad[0]
@@ -215,7 +219,8 @@ def baseline_path(model_dir: str, papers: list[Paper], warmup: list[Paper], seed
         tokens.append(n)
     seconds = time.perf_counter() - started
     return path_figures(papers, labels, latencies, seconds, tokens) | {
-        "prompt_version": renderer.template.version, "threads": torch.get_num_threads()}
+        "prompt_version": renderer.template.version, "threads": torch.get_num_threads(),
+        "precision": precision}
 
 
 def offline_engine_kwargs(settings_json: str, model_dir: Path) -> tuple[dict, dict[str, str]]:
@@ -569,7 +574,7 @@ def evaluate_targets(result: dict) -> list[dict]:
 
 
 def run_bench(opts: BenchOptions) -> dict:
-    from inference.engine import EngineSettings
+    from inference.engine import EngineSettings, engine_precision
     from inference.models import load_renderer
 
     unknown = set(opts.paths) - set(PATHS)
@@ -583,28 +588,32 @@ def run_bench(opts: BenchOptions) -> dict:
     created = datetime.now(UTC).isoformat(timespec="seconds")
     print(f"bench: {len(test)} papers, model {opts.model_dir}, prompt {renderer.template.version}"
           f", {machine['cpu']} x {machine['usable_cores']} cores", flush=True)
-    peaks = [flops.peak_bf16_flops(opts.flops_seconds)]
-    print(f"bf16 matmul peak: {peaks[0]['flops'] / 1e9:.0f} GFLOP/s", flush=True)
+    settings = EngineSettings()
+    chosen = engine_precision(settings)
+    dtype = chosen.precision.value
+    print(f"precision: {chosen.describe()}", flush=True)
+    peaks = [flops.peak_flops(dtype, opts.flops_seconds)]
+    print(f"{dtype} matmul peak: {peaks[0]['flops'] / 1e9:.0f} GFLOP/s", flush=True)
 
     paths: dict[str, dict] = {}
     served: dict = {}
-    settings_json = EngineSettings().model_dump_json()
+    settings_json = settings.model_dump_json()
     # The ceiling is measured between the paths too, and the highest rate counts: other work
     # on the machine can only lower a measurement (seen: 808 GFLOP/s quiet, 263 busy).
     if "baseline" in opts.paths:
         paths["baseline"] = _child(baseline_path, str(opts.model_dir), test, warmup[:2],
-                                   opts.seed, opts.progress)
-        peaks.append(flops.peak_bf16_flops(opts.flops_seconds))
+                                   opts.seed, opts.progress, dtype)
+        peaks.append(flops.peak_flops(dtype, opts.flops_seconds))
     if "offline" in opts.paths:
         paths["offline"] = _child(offline_path, str(opts.model_dir), test, warmup,
                                   settings_json, opts.progress)
-        peaks.append(flops.peak_bf16_flops(opts.flops_seconds))
+        peaks.append(flops.peak_flops(dtype, opts.flops_seconds))
     if {"server", "gateway"} & set(opts.paths):
         served = served_paths(opts, test, warmup)
         paths |= served["paths"]
-        peaks.append(flops.peak_bf16_flops(opts.flops_seconds))
+        peaks.append(flops.peak_flops(dtype, opts.flops_seconds))
     peak = max(p["flops"] for p in peaks)
-    print(f"bf16 matmul peak, highest of {len(peaks)}: {peak / 1e9:.0f} GFLOP/s", flush=True)
+    print(f"{dtype} matmul peak, highest of {len(peaks)}: {peak / 1e9:.0f} GFLOP/s", flush=True)
 
     base_rate = paths.get("baseline", {}).get("papers_per_s")
     for name, figures in paths.items():
@@ -635,7 +644,9 @@ def run_bench(opts: BenchOptions) -> dict:
         "gateway_ready_s": served.get("gateway_ready_s"),
         "accuracy_baseline": paths.get("baseline", {}).get("accuracy"),
         "accuracy_gateway": gateway and gateway["accuracy"],
-        "peak_bf16_flops": peak,
+        "precision": chosen.as_dict(),
+        "peak_precision": dtype,
+        "peak_flops": peak,
         "peak_measurements": peaks,
         "parameters": params,
         "machine": machine | {"load_average_1m_end": round(os.getloadavg()[0], 2)},
@@ -660,7 +671,9 @@ def bench_markdown(result: dict) -> str:
         "",
         f"{result['papers']} papers of the test split, model `{Path(result['model_dir']).name}`"
         f", served prompt `{result['prompt_version']}`; {m['cpu']}, {m['usable_cores']} cores, "
-        f"bf16 matmul peak {result['peak_bf16_flops'] / 1e9:.0f} GFLOP/s (torch, same run).",
+        f"computing in {result['precision']['precision']} ({result['precision']['reason']}); "
+        f"{result['peak_precision']} matmul peak {result['peak_flops'] / 1e9:.0f} GFLOP/s "
+        "(torch, same run).",
         "",
         "| path | papers/s | x baseline | p50 ms | p99 ms | accuracy | prompt tokens | MFU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -729,7 +742,7 @@ def bench_chart(result: dict, png: Path) -> None:
     lat.legend()
     util.bar(names, [p["mfu"] * 100 for p in paths], color="tab:green")
     util.axhline(60, color="tab:red", linestyle="--", label="target 60 %")
-    util.set_ylabel("% of bf16 matmul peak")
+    util.set_ylabel(f"% of {result['peak_precision']} matmul peak")
     util.set_title("MFU")
     util.legend()
     fig.suptitle(f"{result['papers']} papers, {result['machine']['cpu']}, "

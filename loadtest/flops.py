@@ -1,9 +1,10 @@
 """The compute side of the benchmark: how many FLOPs a paper costs, how many the cores can do.
 
 MFU (model FLOPs utilisation) = 2 x non-embedding parameters x prompt tokens per paper x
-papers/s, divided by the bf16 matrix-product rate that torch reaches on the same cores in the
-same run. One forward pass per paper costs about 2 FLOPs per parameter per token (attention's
-own share is left out, as is usual), and the embedding lookup costs no matrix product."""
+papers/s, divided by the matrix-product rate that torch reaches on the same cores in the same
+run, in the precision the engine computes in. One forward pass per paper costs about 2 FLOPs
+per parameter per token (attention's own share is left out, as is usual), and the embedding
+lookup costs no matrix product."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import platform
 import struct
 import time
 from pathlib import Path
+
+from hardware.precision import cpu_features
 
 EMBEDDING_SUFFIXES = ("embed_tokens.weight", "lm_head.weight", "wte.weight", "wpe.weight")
 
@@ -55,27 +58,51 @@ def mfu(non_embedding_params: int, prompt_tokens: float, papers_per_s: float,
     return flops_per_paper(non_embedding_params, prompt_tokens) * papers_per_s / peak_flops
 
 
-def peak_bf16_flops(seconds: float = 3.0, size: int = 2048, threads: int | None = None) -> dict:
-    """bf16 matrix-product rate torch reaches with `threads` threads (default: every core this
-    process may use): a `size` x `size` product in a loop for about `seconds`."""
+#: Product sizes the peak is measured at, largest first: the largest whose single product
+#: takes at most a twentieth of the time budget is used, so the measurement stays bounded even
+#: where a precision is emulated (bf16 on an AVX2 CPU: 0.8 GFLOP/s, one 2048 product 21 s).
+PEAK_SIZES = (2048, 1024, 512, 256)
+
+
+def peak_flops(precision: str = "bfloat16", seconds: float = 3.0,
+               threads: int | None = None) -> dict:
+    """The matrix-product rate (FLOP/s) torch reaches in `precision` ("bfloat16", "float16" or
+    "float32", on the CPU) with `threads` threads (default: every core this process may use):
+    square products in a loop for about `seconds`, at the largest size of PEAK_SIZES that fits
+    the budget. Takes about `seconds` plus one calibration product of the smallest size and
+    one warm-up product of the size chosen."""
     import torch
 
     threads = threads or len(os.sched_getaffinity(0))
+    dtype = getattr(torch, precision)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a = torch.randn(size, size, dtype=torch.bfloat16)
-        b = torch.randn(size, size, dtype=torch.bfloat16)
-        for _ in range(3):  # warm-up: thread pool, oneDNN kernel selection
-            torch.mm(a, b)
+        size = _fitting_size(dtype, seconds / 20)
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        torch.mm(a, b)  # warm-up: thread pool, oneDNN kernel selection
         done, started = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - started) < seconds:
             torch.mm(a, b)
             done += 1
     finally:
         torch.set_num_threads(previous)
-    return {"flops": 2.0 * size**3 * done / elapsed, "threads": threads, "size": size,
-            "seconds": round(elapsed, 2), "products": done}
+    return {"flops": 2.0 * size**3 * done / elapsed, "precision": precision,
+            "threads": threads, "size": size, "seconds": round(elapsed, 2), "products": done}
+
+
+def _fitting_size(dtype, budget_s: float) -> int:
+    """The largest size of PEAK_SIZES whose product should take at most `budget_s`, estimated
+    from two products of the smallest size (the first pays for kernel selection)."""
+    import torch
+
+    small = PEAK_SIZES[-1]
+    a = torch.randn(small, small, dtype=dtype)
+    torch.mm(a, a)
+    started = time.perf_counter()
+    torch.mm(a, a)
+    rate = 2.0 * small**3 / max(time.perf_counter() - started, 1e-9)
+    return next((n for n in PEAK_SIZES if 2.0 * n**3 / rate <= budget_s), small)
 
 
 def _read(path: str) -> str:
@@ -96,8 +123,7 @@ def machine_info() -> dict:
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gib": round(memory_kib / 2**20, 1) if memory_kib else None,
-        "avx512_bf16": "avx512_bf16" in cpuinfo,
-        "amx_bf16": "amx_bf16" in cpuinfo,
+        "bf16_flags": sorted(cpu_features(cpuinfo) & {"avx512_bf16", "amx_bf16", "bf16"}),
         "python": platform.python_version(),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }

@@ -10,12 +10,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hardware.precision import Precision
 from training.answer_loss import answer_only_trainer_class
 from training.backends import BackendName, TrainingModel, choose_backend, load_for_training
 from training.data import build_dataset, load_papers
 from training.evaluate import ADAPTER_PROMPT_FILE
 from training.prompting import renderer_for
 from training.recipe import Recipe
+from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ ADAPTER_DIR, CHECKPOINTS_DIR, TRAIN_LOG = "adapter", "checkpoints", "train_log.j
 class FinetuneResult:
     adapter_dir: Path
     backend: str
+    precision: str
     global_step: int
     train_seconds: float
     resumed_from: str | None
@@ -64,8 +67,8 @@ def sft_config(recipe: Recipe, tm: TrainingModel, checkpoints: Path):
         save_steps=t.save_steps,
         save_total_limit=2,
         logging_steps=t.logging_steps,
-        bf16=tm.bf16,
-        fp16=not tm.use_cpu and not tm.bf16,
+        bf16=tm.precision.precision is Precision.BF16,
+        fp16=tm.precision.precision is Precision.FP16,
         use_cpu=tm.use_cpu,
         # The recompute costs more than the memory it saves on a 135 M model (unsloth handles
         # its own checkpointing).
@@ -112,10 +115,11 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
     renderer = renderer_for(base, recipe.template)
     train_papers = load_papers(data_dir, "train", recipe.train.max_examples, recipe.seed)
     eval_papers = load_papers(data_dir, "validation", recipe.train.max_eval_examples, recipe.seed)
-    tm = load_for_training(chosen, base, recipe, renderer.max_prompt_tokens() + 2)
-    log.info("fine-tuning backend: %s (bf16 autocast: %s, device: %s); %d train / %d validation "
-             "papers; template %s", tm.backend, tm.bf16, "cpu" if tm.use_cpu else "cuda",
-             len(train_papers), len(eval_papers), renderer.template.version)
+    precision = TrainingSettings().choose_precision()
+    tm = load_for_training(chosen, base, recipe, renderer.max_prompt_tokens() + 2, precision)
+    log.info("fine-tuning backend: %s, precision %s; %d train / %d validation papers; "
+             "template %s", tm.backend, precision.describe(), len(train_papers),
+             len(eval_papers), renderer.template.version)
     checkpoints = out_dir / CHECKPOINTS_DIR
     resume_from = _fresh_checkpoints(checkpoints, resume)
     trainer = _trainer(tm, recipe, renderer, train_papers, eval_papers, checkpoints)
@@ -128,7 +132,8 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
     # The adapter was trained on this template: evaluation reads it from here.
     (out_dir / ADAPTER_DIR / ADAPTER_PROMPT_FILE).write_text(json.dumps(
         {"template": recipe.template, "version": renderer.template.version}))
-    result = FinetuneResult(out_dir / ADAPTER_DIR, tm.backend, trainer.state.global_step, seconds,
+    result = FinetuneResult(out_dir / ADAPTER_DIR, tm.backend, precision.precision.value,
+                            trainer.state.global_step, seconds,
                             str(resume_from) if resume_from else None, len(train_papers),
                             len(eval_papers))
     _write_log(out_dir, recipe, result, trainer.state.log_history, train_papers)

@@ -44,7 +44,6 @@ class TrainSpec(_Strict):
     eval_steps: int = Field(20, gt=0)
     save_steps: int = Field(20, gt=0)
     logging_steps: int = Field(5, gt=0)
-    bf16: bool = Field(True, description="bf16 autocast where the hardware supports it")
     append_eos: bool = Field(False, description="Also train the end-of-turn token after the answer")
 
 

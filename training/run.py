@@ -94,6 +94,7 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
     update_metrics(merged, summary)
     total = round(time.perf_counter() - start, 1)
     run = {"run_name": run_name, "base_model": base_model, "backend": tuned.backend,
+           "precision": tuned.precision,
            "stage_seconds": clock.seconds, "total_seconds": total, "command": command,
            "merged_dir": str(merged), **summary}
     _dump(run_dir / "run.json", run)

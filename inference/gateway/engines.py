@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import orjson
+
+from inference.engine_headers import PRECISION_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ class Engine:
     healthy: bool = True  # optimistic until the first probe says otherwise
     in_flight: int = 0
     last_error: str = ""
+    # What the engine computes in and why, from its responses' header (None: not yet seen, or
+    # an engine not started by our launcher).
+    precision: dict | None = None
 
 
 async def _expand(url: str) -> list[str]:
@@ -48,6 +54,14 @@ async def _expand(url: str) -> list[str]:
     port = f":{parts.port}" if parts.port else ""
     addresses = sorted({info[4][0] for info in infos})
     return [urlunsplit(parts._replace(netloc=f"{a}{port}")) for a in addresses]
+
+
+def _precision(header: str | None) -> dict | None:
+    try:
+        value = orjson.loads(header) if header else None
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class EnginePool:
@@ -89,6 +103,7 @@ class EnginePool:
         try:
             async with self.session.get(f"{engine.url}/health", timeout=_PROBE_TIMEOUT) as r:
                 ok = r.status == 200
+                engine.precision = _precision(r.headers.get(PRECISION_HEADER))
         except (aiohttp.ClientError, TimeoutError) as err:
             ok, engine.last_error = False, type(err).__name__
         if ok and not engine.healthy:

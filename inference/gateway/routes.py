@@ -109,7 +109,8 @@ async def readyz(request: Request) -> JSONResponse:
     service = _service(request)
     ready = await service.pool.serves_model(service.model.name)
     body = {"status": "ready" if ready else "not ready", "model": service.model.name,
-            "engines": [{"url": e.url, "healthy": e.healthy, "in_flight": e.in_flight}
+            "engines": [{"url": e.url, "healthy": e.healthy, "in_flight": e.in_flight,
+                         "precision": e.precision and e.precision.get("precision")}
                         for e in service.pool.engines]}
     headers = None if ready else {"Retry-After": str(request.app.state.settings.retry_after_s)}
     return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
@@ -117,12 +118,25 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/v1/model", dependencies=protected, tags=["ops"])
 async def model(request: Request) -> dict:
-    """The served model's manifest (base model, prompt version, dataset, metrics)."""
+    """The served model's manifest (base model, prompt version, dataset, metrics) and the
+    precision its engines compute in, with the reason (`precision`: one entry per distinct
+    choice, with the engines that made it; empty until an engine has been probed)."""
     service = _service(request)
     return {"name": service.model.name, "version": service.model.version,
             "prompt_version": service.model.prompt_version,
             "reread_below": request.app.state.settings.reread_below,
+            "precision": _precisions(service.pool.engines),
             "manifest": service.model.manifest}
+
+
+def _precisions(engines: list) -> list[dict]:
+    grouped: dict[str, dict] = {}
+    for engine in engines:
+        if engine.precision:
+            key = repr(sorted(engine.precision.items()))
+            grouped.setdefault(key, engine.precision | {"engines": []})["engines"].append(
+                engine.url)
+    return list(grouped.values())
 
 
 @router.get("/metrics", tags=["ops"])

@@ -97,6 +97,20 @@ def test_health_ready_model_and_docs(gateway_url: str) -> None:
     assert "/v1/classify_paper" in httpx.get(gateway_url + "/openapi.json").json()["paths"]
 
 
+def test_model_says_which_precision_the_engine_runs_and_why(gateway_url: str,
+                                                            engine_url: str) -> None:
+    """The engine's own choice (by the hardware rule or ENGINE_PRECISION) reaches the client."""
+    from inference.engine import EngineSettings, engine_precision
+
+    expected = engine_precision(EngineSettings())
+    (reported,) = httpx.get(gateway_url + "/v1/model").json()["precision"]
+    assert reported["precision"] == expected.precision.value
+    assert reported["reason"] == expected.reason and reported["device"] == "cpu"
+    assert reported["engines"] == [engine_url]
+    ready = httpx.get(gateway_url + "/readyz", timeout=10).json()
+    assert [e["precision"] for e in ready["engines"]] == [expected.precision.value]
+
+
 def test_cache_hits_return_the_same_answer(gateway_url: str) -> None:
     paper = {"title": "Cache probe: melanoma", "abstract": "Skin cancer incidence in Norway."}
     first = httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=60).json()

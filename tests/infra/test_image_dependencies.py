@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 from tests.infra.deploytools import ROOT
 
-PROJECT = {"preprocessing", "training", "inference", "loadtest"}
+PROJECT = {"hardware", "preprocessing", "training", "inference", "loadtest"}
 PROJECT_DIST = "paper-classifier"
 
 

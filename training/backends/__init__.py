@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hardware.precision import PrecisionChoice
 from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ class TrainingModel:
     model: Any  # a peft model ready for trl's SFTTrainer
     tokenizer: Any
     backend: str
-    bf16: bool  # autocast to bf16 during training
+    precision: PrecisionChoice  # autocast precision; master weights stay fp32
     use_cpu: bool
 
 
@@ -67,9 +68,9 @@ def lora_kwargs(recipe: Recipe, num_layers: int) -> dict[str, Any]:
 
 
 def load_for_training(backend: str, base_dir: Path | str, recipe: Recipe,
-                      max_seq_length: int) -> TrainingModel:
+                      max_seq_length: int, precision: PrecisionChoice) -> TrainingModel:
     if backend == "unsloth":
         from training.backends.unsloth_gpu import load
     else:
         from training.backends.peft_cpu import load
-    return load(base_dir, recipe, max_seq_length)
+    return load(base_dir, recipe, max_seq_length, precision)

@@ -5,18 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hardware.precision import Precision, PrecisionChoice
 from training.backends import TrainingModel, lora_kwargs
 from training.recipe import Recipe
 
 
-def load(base_dir: Path | str, recipe: Recipe, max_seq_length: int) -> TrainingModel:
-    # unsloth must be imported before transformers/trl build their classes to patch them.
-    from unsloth import FastLanguageModel, is_bfloat16_supported
+def load(base_dir: Path | str, recipe: Recipe, max_seq_length: int,
+         precision: PrecisionChoice) -> TrainingModel:
+    # unsloth must be imported before transformers/trl build their classes to patch them
+    # (torch first is fine).
+    import torch
+    from unsloth import FastLanguageModel
 
+    # unsloth computes in bf16 or fp16 only; None lets it pick (the same rule) for fp32.
+    dtype = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}.get(
+        precision.precision)
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base_dir),
         max_seq_length=max_seq_length,
-        dtype=None,  # unsloth picks bf16 where supported, else fp16
+        dtype=dtype,
         load_in_4bit=True,
     )
     num_layers = model.config.num_hidden_layers
@@ -28,5 +35,4 @@ def load(base_dir: Path | str, recipe: Recipe, max_seq_length: int) -> TrainingM
         use_rslora=False,
         loftq_config=None,
     )
-    bf16 = recipe.train.bf16 and is_bfloat16_supported()
-    return TrainingModel(model, tokenizer, "unsloth", bf16=bf16, use_cpu=False)
+    return TrainingModel(model, tokenizer, "unsloth", precision=precision, use_cpu=False)

@@ -11,11 +11,15 @@ from preprocessing.prompts import PromptRenderer
 from preprocessing.scoring import LabelScore, score_from_logprobs
 
 
-def load_model(model_dir: Path | str, adapter: Path | None = None, dtype: str = "bfloat16"):
-    """bf16 by default: the dtype vLLM serves in, so both engines see the same weights."""
+def load_model(model_dir: Path | str, adapter: Path | None = None, dtype: str | None = None):
+    """On the CPU, in `dtype` (default: TRAINING_PRECISION, i.e. the hardware rule, which the
+    served engine follows too, so both compute alike). Raises OSError for a bad directory."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from training.settings import TrainingSettings
+
+    dtype = dtype or TrainingSettings().choose_precision("cpu").precision.value
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     if adapter is not None:
         from peft import PeftModel

@@ -78,12 +78,19 @@ def _on_gpu() -> bool:
 
 
 def open_engine(model_dir: Path | str, max_model_len: int):
+    """vLLM's offline engine in TRAINING_PRECISION (default: the hardware rule)."""
     from vllm import LLM
 
-    kwargs = {"gpu_memory_utilization": 0.5} if _on_gpu() else {}
+    from training.settings import TrainingSettings
+
+    on_gpu = _on_gpu()
+    kwargs = {"gpu_memory_utilization": 0.5} if on_gpu else {}
+    precision = TrainingSettings().choose_precision("cuda" if on_gpu else "cpu")
+    log.info("offline vLLM engine: %s", precision.describe())
     with hidden_unsafe_modules():
-        return LLM(model=str(model_dir), dtype="bfloat16", enforce_eager=True, seed=0,
-                   max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
+        return LLM(model=str(model_dir), dtype=precision.precision.value, enforce_eager=True,
+                   seed=0, max_model_len=max_model_len, logprobs_mode="processed_logprobs",
+                   **kwargs)
 
 
 def close_engine(llm) -> None:
