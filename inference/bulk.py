@@ -5,26 +5,70 @@ stopped and every input appears exactly once in the output."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 from tqdm import tqdm
 
 from preprocessing.papers import FOLDER_LABELS, PaperParseError, parse_paper_file
+
+log = logging.getLogger(__name__)
 
 RESULT_SCHEMA = pa.schema([
     ("key", pa.string()), ("id", pa.string()), ("label", pa.string()),
     ("probability", pa.float64()), ("cancer_probability", pa.float64()),
     ("truncated", pa.bool_()), ("reread", pa.bool_()), ("model", pa.string()),
-    ("prompt_version", pa.string()), ("error", pa.string()),
+    ("prompt_version", pa.string()), ("error", pa.string()), ("error_status", pa.int32()),
 ])
 
+#: Per-paper error details that versions before `error_status` stored although the failure was
+#: the service's, not the paper's (the gateway's 429, 502, 503 and 504 texts): a resumed run
+#: classifies those papers again.
+LEGACY_TRANSIENT_ERRORS = (
+    "inference engine timed out", "no inference engine is available",
+    "inference engine unavailable", "too many requests in flight", "inference engine answered",
+    "unexpected engine response",
+)
+
+
+def is_permanent(status: int) -> bool:
+    """A 4xx other than 408/429 says the paper itself was refused; anything else (429, 5xx, a
+    lost connection) may pass on a retry and is never stored as a result."""
+    return 400 <= status < 500 and status not in (408, 429)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retries of transient failures: exponential with jitter from `initial_s` up to `max_s`,
+    at most `attempts` tries per paper within one run."""
+
+    attempts: int = 8
+    initial_s: float = 1.0
+    max_s: float = 30.0
+
+
+class TransientFailure(Exception):
+    """The gateway could not answer now (429, 5xx, no connection): retried."""
+
+
+class BulkIncomplete(Exception):
+    """Some papers still failed transiently after every retry: they were not stored, and the
+    same command run again classifies just those."""
 
 def read_inputs(path: Path) -> pd.DataFrame:
     """Columns key, id, title, abstract (+ label when the input has one). `key` is unique:
@@ -63,31 +107,44 @@ def _read_paper_folder(folder: Path) -> pd.DataFrame:
 
 
 class ResultStore:
-    """Finished chunks as part files (written to a temp name, then renamed: a kill never
-    leaves half a part), merged into the output at the end."""
+    """Finished rows as part files (written to a temp name, then renamed: a kill never leaves
+    half a part), merged into the output at the end. A finished output given again is taken
+    back as a part, so a second run only redoes what an older version stored as a transient
+    failure; the newest row of a key wins."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self.parts = out.with_name(out.name + ".parts")
+        if out.exists() and not self.parts.exists():
+            self.parts.mkdir(parents=True)
+            shutil.copyfile(out, self.parts / "part-000000.parquet")
+
+    def _tables(self) -> list[pa.Table]:
+        return [_conform(pq.read_table(p)) for p in sorted(self.parts.glob("part-*.parquet"))]
 
     def done_keys(self) -> set[str]:
         if not self.parts.exists():
             return set()
-        return {k for part in sorted(self.parts.glob("part-*.parquet"))
-                for k in pq.read_table(part, columns=["key"])["key"].to_pylist()}
+        return {row["key"] for table in self._tables() for row in table.to_pylist()
+                if _is_final(row)}
 
     def write_part(self, rows: list[dict]) -> None:
+        if not rows:
+            return
         self.parts.mkdir(parents=True, exist_ok=True)
         number = len(list(self.parts.glob("part-*.parquet")))
         tmp = self.parts / f".part-{number:06d}.tmp"
         pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp)
         os.replace(tmp, self.parts / f"part-{number:06d}.parquet")
 
-    def finish(self) -> pa.Table:
+    def finish(self, keys: list[str]) -> pa.Table:
+        """Write the output: the newest final row of each of `keys` (input order), then drop
+        the parts."""
         self.parts.mkdir(parents=True, exist_ok=True)
-        parts = sorted(self.parts.glob("part-*.parquet"))
-        table = pa.concat_tables([pq.read_table(p) for p in parts]) if parts else \
-            RESULT_SCHEMA.empty_table()
+        newest = {row["key"]: row for table in self._tables() for row in table.to_pylist()
+                  if _is_final(row)}
+        table = pa.Table.from_pylist([newest[k] for k in keys if k in newest],
+                                     schema=RESULT_SCHEMA)
         tmp = self.out.with_name(self.out.name + ".tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, self.out)
@@ -98,50 +155,99 @@ class ResultStore:
         return table
 
 
+def _conform(table: pa.Table) -> pa.Table:
+    """A part of any version in RESULT_SCHEMA (columns it lacks are null)."""
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in RESULT_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
+
+
+def _is_final(row: dict) -> bool:
+    if row["error"] is None:
+        return True
+    if row["error_status"] is not None:
+        return is_permanent(row["error_status"])
+    return not row["error"].startswith(LEGACY_TRANSIENT_ERRORS)
+
+
 def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
     for start in range(0, len(frame), size):
         yield frame.iloc[start : start + size]
 
 
-def _rows(chunk: pd.DataFrame, response: dict | None, failure: str | None) -> list[dict]:
-    rows = []
-    for i, record in enumerate(chunk.to_dict("records")):
-        row = {"key": record["key"], "id": record["id"], "error": record.get("parse_error")}
-        item = response["results"][i] if response else None
-        if failure:
-            row["error"] = failure
-        elif item and item.get("error"):
-            row["error"] = str(item["error"]["detail"])
-        elif item and not row["error"]:
-            result = item["result"]
-            row |= {k: result[k] for k in ("label", "probability", "cancer_probability",
-                                           "truncated", "reread", "model", "prompt_version")}
-        rows.append(row)
-    return rows
+def _paper(record: dict) -> dict:
+    return {"title": record["title"] or " ", "abstract": record["abstract"] or " ",
+            "id": record["id"]}
 
 
-async def _classify_chunk(client: httpx.AsyncClient, url: str, chunk: pd.DataFrame) -> list[dict]:
-    papers = [{"title": r["title"] or " ", "abstract": r["abstract"] or " ", "id": r["id"]}
-              for r in chunk.to_dict("records")]
-    for attempt in range(5):  # 429/503 are transient: back off and retry the chunk
-        try:
-            response = await client.post(f"{url}/v1/classify_papers", json={"papers": papers})
-        except httpx.HTTPError as err:
-            failure = f"gateway unreachable: {type(err).__name__}"
-        else:
-            if response.status_code == 200:
-                return _rows(chunk, response.json(), None)
-            failure = f"gateway answered {response.status_code}: {response.text[:200]}"
-            if response.status_code not in (429, 502, 503, 504):
-                break
-        await asyncio.sleep(min(2**attempt, 10))
-    raise RuntimeError(failure)
+def _row(record: dict, item: dict | None) -> dict:
+    row = {"key": record["key"], "id": record["id"], "error": record.get("parse_error") or None}
+    if row["error"]:
+        row["error_status"] = 400
+    elif item.get("error"):
+        row |= {"error": str(item["error"]["detail"]), "error_status": item["error"]["status"]}
+    else:
+        result = item["result"]
+        row |= {k: result[k] for k in ("label", "probability", "cancer_probability",
+                                       "truncated", "reread", "model", "prompt_version")}
+    return row
+
+
+async def _post_batch(client: httpx.AsyncClient, url: str, papers: list[dict]) -> list[dict]:
+    """The batch route's per-paper results. Raises TransientFailure (429, 5xx, no connection)
+    or RuntimeError (any other refusal of the whole request: a bad key, a bad URL)."""
+    try:
+        response = await client.post(f"{url}/v1/classify_papers", json={"papers": papers})
+    except httpx.HTTPError as err:
+        raise TransientFailure(f"gateway unreachable: {type(err).__name__}") from err
+    if response.status_code == 200:
+        return response.json()["results"]
+    failure = f"gateway answered {response.status_code}: {response.text[:200]}"
+    if is_permanent(response.status_code):
+        raise RuntimeError(failure)
+    raise TransientFailure(failure)
+
+
+async def _classify_chunk(client: httpx.AsyncClient, url: str, chunk: pd.DataFrame,
+                          backoff: Backoff) -> tuple[list[dict], int]:
+    """Rows for the papers of `chunk` that got a final answer (a result, or a refusal of the
+    paper itself), and how many are left after every retry."""
+    records = chunk.to_dict("records")
+    rows = [_row(r, None) for r in records if r.get("parse_error")]
+    pending = [r for r in records if not r.get("parse_error")]
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(backoff.attempts), reraise=True,
+        wait=wait_exponential(multiplier=backoff.initial_s, max=backoff.max_s)
+        + wait_random(0, backoff.initial_s),
+        retry=retry_if_exception_type(TransientFailure))
+    try:
+        async for attempt in retrying:
+            with attempt:
+                if not pending:
+                    break
+                results = await _post_batch(client, url, [_paper(r) for r in pending])
+                answered = [(r, item) for r, item in zip(pending, results, strict=True)
+                            if not item.get("error") or is_permanent(item["error"]["status"])]
+                rows += [_row(r, item) for r, item in answered]
+                done = {id(r) for r, _ in answered}
+                pending = [r for r in pending if id(r) not in done]
+                if pending:
+                    raise TransientFailure(f"{len(pending)} papers answered 429/5xx")
+    except TransientFailure as err:
+        log.warning("%d papers left for the next run after %d attempts: %s", len(pending),
+                    backoff.attempts, err)
+    return rows, len(pending)
 
 
 async def classify_file(
     input_path: Path, out: Path, url: str, batch_size: int = 16, concurrency: int = 4,
-    api_key: str | None = None,
+    api_key: str | None = None, backoff: Backoff = Backoff(),
 ) -> pa.Table:
+    """Classify every paper of `input_path` into the parquet `out`, resuming from what an
+    earlier run stored. Transient failures (429, 5xx, lost connections) are retried with
+    backoff and never stored. Raises BulkIncomplete when some papers failed through every
+    retry (all others are stored: run again), RuntimeError when the gateway refuses the
+    requests themselves (401, 404, ...)."""
     frame = read_inputs(input_path)
     store = ResultStore(out)
     todo = frame[~frame["key"].isin(store.done_keys())]
@@ -149,14 +255,20 @@ async def classify_file(
     progress = tqdm(total=len(frame), initial=len(frame) - len(todo), desc="classifying",
                     unit="paper")
     slots = asyncio.Semaphore(concurrency)
+    left = 0
     async with httpx.AsyncClient(timeout=300, headers=headers) as client:
 
         async def run(chunk: pd.DataFrame) -> None:
+            nonlocal left
             async with slots:
-                rows = await _classify_chunk(client, url, chunk)
-                store.write_part(rows)  # a chunk is on disk before it counts as done
+                rows, unanswered = await _classify_chunk(client, url, chunk, backoff)
+                store.write_part(rows)  # on disk before it counts as done
+                left += unanswered
                 progress.update(len(rows))
 
         await asyncio.gather(*(run(c) for c in _chunks(todo, batch_size)))
     progress.close()
-    return store.finish()
+    if left:
+        raise BulkIncomplete(f"{left} papers failed transiently after {backoff.attempts} "
+                             "attempts and were not stored; run the same command again")
+    return store.finish(list(frame["key"]))

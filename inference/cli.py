@@ -165,14 +165,25 @@ def classify(
     batch_size: int = typer.Option(16, help="Papers per request"),
     concurrency: int = typer.Option(4, help="Requests in flight"),
     api_key: str = typer.Option(None, envvar="LOADTEST_API_KEY", help="Gateway API key"),
+    attempts: int = typer.Option(8, min=1, help="Tries per paper when the service is busy or "
+                                 "down (429, 5xx, lost connection), with backoff up to 30 s"),
 ) -> None:
     """Classify many papers through the gateway. Results are written chunk by chunk: kill it
-    and run the same command again, and it resumes; each input appears once in OUT."""
+    and run the same command again, and it resumes; each input appears once in OUT. Only a
+    refusal of the paper itself (a 4xx such as 422) is stored as an error row; a busy or
+    failing service is retried and, if it stays so, the run stops with exit code 3 and the
+    same command picks up the rest."""
     import asyncio
 
-    from inference.bulk import classify_file
+    from inference.bulk import Backoff, BulkIncomplete, classify_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = asyncio.run(classify_file(input_path, out, url, batch_size, concurrency, api_key))
+    try:
+        table = asyncio.run(classify_file(input_path, out, url, batch_size, concurrency,
+                                          api_key, Backoff(attempts=attempts)))
+    except BulkIncomplete as err:
+        typer.echo(f"incomplete: {err}", err=True)
+        raise typer.Exit(3) from None
     errors = sum(e is not None for e in table["error"].to_pylist())
-    typer.echo(f"wrote {table.num_rows} rows to {out} ({errors} with errors)")
+    typer.echo(f"wrote {table.num_rows} rows to {out} ({errors} papers refused, with the "
+               "reason in the error column)")
