@@ -15,6 +15,7 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hardware.cpus import usable_cores
 from hardware.precision import PrecisionChoice, PrecisionSetting, choose, detect_cuda
 from inference.engine_headers import PRECISION_ENV
 from inference.models import load_renderer
@@ -90,12 +91,11 @@ def build_command(settings: EngineSettings, model_dir: Path,
     if device == "cpu":
         # Compute on every core (vLLM reserves one for its front end by default; measured
         # 2.66 vs 1.59 papers/s on two cores, DESIGN.md).
-        cores = os.cpu_count() or 1
         bind = settings.cpu_threads_bind
         env |= {
             "VLLM_CPU_KVCACHE_SPACE": str(settings.cpu_kvcache_gib),
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-            "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}" if bind == "auto" else bind,
+            "VLLM_CPU_OMP_THREADS_BIND": usable_cores() if bind == "auto" else bind,
         }
         args += ["--max-num-batched-tokens", str(batched)]
     else:

@@ -331,13 +331,16 @@ class RunOptions:
     max_error_rate: float | None = 0.0
     max_p95_ms: float | None = None
     progress: bool = True
+    # How long users may finish the requests in flight when the run time is up (Locust's
+    # --stop-timeout); what is still unanswered then is not counted.
+    stop_timeout_s: float = 30.0
 
 
 def locust_command(opts: RunOptions, csv_prefix: Path, html: Path) -> list[str]:
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", opts.host, "--users", str(opts.users), "--spawn-rate", str(opts.spawn_rate),
-        "--run-time", opts.duration, "--stop-timeout", "30",
+        "--run-time", opts.duration, "--stop-timeout", f"{opts.stop_timeout_s:g}",
         "--csv", str(csv_prefix), "--csv-full-history", "--html", str(html), "--only-summary",
         "--exit-code-on-error", "0",  # failures are judged by the SLO check, not by Locust
     ]

@@ -90,6 +90,8 @@ def make_gateway(engine: EngineHandle) -> Iterator[GatewayFactory]:
     started: list[subprocess.Popen] = []
 
     def make(engine_urls: list[str] | None = None, **env: str) -> str:
+        # Unless a test is about timeouts, no engine call may time out on a slow machine.
+        env.setdefault("request_timeout_s", "600")
         settings = {f"GATEWAY_{k.upper()}": str(v) for k, v in env.items()}
         process, url = start_gateway(engine_urls or [engine.url], engine.model_dir,
                                      free_port(8180), settings)

@@ -132,3 +132,4 @@ def test_choosing_imports_no_torch() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in {"bfloat16", "float16", "float32"}
+

@@ -31,7 +31,7 @@ def test_read_inputs_formats(tmp_path: Path, data_dir: Path) -> None:
 @pytest.mark.integration
 def test_killed_run_resumes_and_writes_each_input_once(gateway_url: str, processed_dir: Path,
                                                        tmp_path: Path) -> None:
-    papers = read_split(processed_dir, "test")[:48]
+    papers = read_split(processed_dir, "test")[:20]
     source = tmp_path / "papers.jsonl"
     source.write_text("".join(json.dumps({"id": p.id, "title": p.title, "abstract": p.abstract})
                               + "\n" for p in papers))
@@ -40,7 +40,7 @@ def test_killed_run_resumes_and_writes_each_input_once(gateway_url: str, process
                "--url", gateway_url, "--batch-size", "4", "--concurrency", "1"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = out.with_name(out.name + ".parts")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while len(list(parts.glob("part-*.parquet"))) < 2:
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.1)
@@ -48,9 +48,9 @@ def test_killed_run_resumes_and_writes_each_input_once(gateway_url: str, process
     first.wait()
     assert not out.exists()
     done_before = len(list(parts.glob("part-*.parquet")))
-    assert 2 <= done_before < 12
+    assert 2 <= done_before < 5
 
-    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr
     table = pq.read_table(out).to_pandas()
     assert sorted(table["key"]) == sorted(p.id for p in papers)  # each exactly once

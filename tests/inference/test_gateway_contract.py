@@ -30,7 +30,7 @@ def check_classification(body: dict) -> None:
 
 @pytest.mark.parametrize("route", ["/v1/classify_paper", "/predictions/v1/classify_paper"])
 def test_both_routes_answer_the_contract(gateway_url: str, route: str) -> None:
-    response = httpx.post(gateway_url + route, json=PAPER | {"id": "p-1"}, timeout=60)
+    response = httpx.post(gateway_url + route, json=PAPER | {"id": "p-1"}, timeout=600)
     assert response.status_code == 200, response.text
     body = response.json()
     check_classification(body)
@@ -40,13 +40,13 @@ def test_both_routes_answer_the_contract(gateway_url: str, route: str) -> None:
 
 def test_request_id_is_echoed(gateway_url: str) -> None:
     response = httpx.post(gateway_url + "/v1/classify_paper", json=PAPER,
-                          headers={"X-Request-ID": "trace-42"}, timeout=60)
+                          headers={"X-Request-ID": "trace-42"}, timeout=600)
     assert response.headers["x-request-id"] == "trace-42"
 
 
 def test_both_routes_give_the_same_answer(gateway_url: str) -> None:
-    a = httpx.post(gateway_url + "/v1/classify_paper", json=PAPER, timeout=60).json()
-    b = httpx.post(gateway_url + "/predictions/v1/classify_paper", json=PAPER, timeout=60).json()
+    a = httpx.post(gateway_url + "/v1/classify_paper", json=PAPER, timeout=600).json()
+    b = httpx.post(gateway_url + "/predictions/v1/classify_paper", json=PAPER, timeout=600).json()
     assert a == b
 
 
@@ -59,7 +59,7 @@ def test_batch_keeps_order_and_isolates_bad_items(gateway_url: str) -> None:
         {"id": "e", "title": "Insulin resistance", "abstract": "A cohort of diabetic adults."},
     ]
     response = httpx.post(gateway_url + "/v1/classify_papers", json={"papers": papers},
-                          timeout=120)
+                          timeout=600)
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
@@ -79,9 +79,9 @@ def test_batch_answers_match_single_answers(gateway_url: str) -> None:
     papers = [{"title": f"Study {i} of tumour biology", "abstract": f"Cohort {i} of patients."}
               for i in range(6)]
     batch = httpx.post(gateway_url + "/v1/classify_papers", json={"papers": papers},
-                       timeout=120).json()["results"]
+                       timeout=600).json()["results"]
     for paper, item in zip(papers, batch, strict=True):
-        single = httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=60).json()
+        single = httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=600).json()
         assert single["label"] == item["result"]["label"]
         assert single["cancer_probability"] == pytest.approx(
             item["result"]["cancer_probability"], abs=0.01)
@@ -113,11 +113,11 @@ def test_model_says_which_precision_the_engine_runs_and_why(gateway_url: str,
 
 def test_cache_hits_return_the_same_answer(gateway_url: str) -> None:
     paper = {"title": "Cache probe: melanoma", "abstract": "Skin cancer incidence in Norway."}
-    first = httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=60).json()
+    first = httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=600).json()
     before = _metric(gateway_url, 'classifier_cache_requests_total{result="hit"}')
     # Whitespace and case differences normalise to the same key.
     again = {"title": "  cache probe:   MELANOMA ", "abstract": paper["abstract"]}
-    second = httpx.post(gateway_url + "/v1/classify_paper", json=again, timeout=60).json()
+    second = httpx.post(gateway_url + "/v1/classify_paper", json=again, timeout=600).json()
     assert second == first
     assert _metric(gateway_url, 'classifier_cache_requests_total{result="hit"}') == before + 1
 
@@ -126,7 +126,7 @@ def test_metrics_count_what_happened(gateway_url: str) -> None:
     before = _metric(gateway_url, 'classifier_predictions_total{label="cancer"}') + _metric(
         gateway_url, 'classifier_predictions_total{label="non_cancer"}')
     paper = {"title": "Metrics probe: lymphoma", "abstract": "A unique abstract for metrics."}
-    httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=60).raise_for_status()
+    httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=600).raise_for_status()
     after = _metric(gateway_url, 'classifier_predictions_total{label="cancer"}') + _metric(
         gateway_url, 'classifier_predictions_total{label="non_cancer"}')
     assert after == before + 1
@@ -140,7 +140,7 @@ def test_metrics_count_what_happened(gateway_url: str) -> None:
 def _burst(gateway_url: str, tag: str, n: int = 8) -> list[int]:
     """`n` new papers at once (so the gateway opens several engine connections)."""
     async def send() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=600) as client:
             return await asyncio.gather(*(client.post(
                 gateway_url + "/v1/classify_paper",
                 json={"title": f"Keep-alive probe {tag} {i}", "abstract": "Tumours in mice."})
@@ -180,13 +180,13 @@ LONG = {"title": "Outcomes of a cohort study",
 def test_unsure_capped_read_is_read_again_whole(make_gateway) -> None:
     always = make_gateway(reread_below=1.0, cache_size=0)
     never = make_gateway(reread_below=0.0, cache_size=0)
-    first = httpx.post(never + "/v1/classify_paper", json=LONG, timeout=60).json()
-    again = httpx.post(always + "/v1/classify_paper", json=LONG, timeout=60).json()
+    first = httpx.post(never + "/v1/classify_paper", json=LONG, timeout=600).json()
+    again = httpx.post(always + "/v1/classify_paper", json=LONG, timeout=600).json()
     assert first["truncated"] is True and first["reread"] is False
     # The whole abstract (~360 tokens) fits the second read's cap: nothing is cut.
     assert again["truncated"] is False and again["reread"] is True
     assert again["cancer_probability"] != pytest.approx(first["cancer_probability"], abs=1e-6)
-    short = httpx.post(always + "/v1/classify_paper", json=PAPER, timeout=60).json()
+    short = httpx.post(always + "/v1/classify_paper", json=PAPER, timeout=600).json()
     assert short["reread"] is False  # an uncut paper has nothing more to read
     metrics = httpx.get(always + "/metrics").text
     assert "classifier_rereads_total 1.0" in metrics

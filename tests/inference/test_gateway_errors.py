@@ -15,7 +15,7 @@ OK = {"title": "A study of colon cancer", "abstract": "Tumour stage and survival
 
 
 def post(url: str, **kwargs) -> httpx.Response:
-    return httpx.post(url + "/v1/classify_paper", timeout=60, **kwargs)
+    return httpx.post(url + "/v1/classify_paper", timeout=600, **kwargs)
 
 
 def test_malformed_json_is_422(gateway_url: str) -> None:
@@ -83,10 +83,10 @@ def test_fifty_thousand_character_abstract_is_truncated_not_rejected(gateway_url
 
 def test_over_large_batch_is_422_naming_papers(make_gateway) -> None:
     url = make_gateway(max_batch=3)
-    response = httpx.post(url + "/v1/classify_papers", json={"papers": [OK] * 4}, timeout=60)
+    response = httpx.post(url + "/v1/classify_papers", json={"papers": [OK] * 4}, timeout=600)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "papers"]
-    empty = httpx.post(url + "/v1/classify_papers", json={"papers": []}, timeout=60)
+    empty = httpx.post(url + "/v1/classify_papers", json={"papers": []}, timeout=600)
     assert empty.status_code == 422
 
 
@@ -107,7 +107,7 @@ def test_overload_gets_429_with_retry_after(make_gateway) -> None:
     url = make_gateway(max_in_flight=1, queue_wait_s=0.01, cache_size=0)
 
     async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=600) as client:
             papers = [{"title": f"Paper {i} on sarcoma", "abstract": f"Abstract {i}."}
                       for i in range(12)]
             return await asyncio.gather(*(client.post(url + "/v1/classify_paper", json=p)

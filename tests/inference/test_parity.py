@@ -31,7 +31,7 @@ def test_gateway_matches_offline_scoring(gateway_url: str, base_model_dir: Path,
     rereads = [needs_reread(score, renderer.render(p.title, p.abstract).truncated, below)
                for score, p in zip(first, papers, strict=True)]
     assert any(rereads)
-    batch = httpx.post(gateway_url + "/v1/classify_papers", timeout=120, json={
+    batch = httpx.post(gateway_url + "/v1/classify_papers", timeout=600, json={
         "papers": [{"title": p.title, "abstract": p.abstract, "id": p.id} for p in papers]
     }).json()["results"]
     for one, two, reread, item in zip(first, second, rereads, batch, strict=True):

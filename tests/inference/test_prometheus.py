@@ -28,7 +28,7 @@ def wait_for(prometheus_url: str, promql: str, predicate, timeout: float = 20) -
 def test_prometheus_scrapes_gateway_metrics(gateway_url: str, prometheus_url: str) -> None:
     for i in range(3):
         paper = {"title": f"Prometheus probe {i}: leukaemia", "abstract": f"Marrow {i}."}
-        httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=60).raise_for_status()
+        httpx.post(gateway_url + "/v1/classify_paper", json=paper, timeout=600).raise_for_status()
     gateway_text = httpx.get(gateway_url + "/metrics").text
     expected = next(float(line.rsplit(" ", 1)[1]) for line in gateway_text.splitlines()
                     if line.startswith('classifier_requests_total{route="/v1/classify_paper",'

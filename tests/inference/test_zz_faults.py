@@ -70,7 +70,7 @@ def test_engine_killed_in_flight_then_recovers_without_gateway_restart(
     while httpx.get(url + "/readyz", timeout=5).status_code != 200:
         assert time.monotonic() < deadline, "gateway did not see the engine come back"
         time.sleep(0.5)
-    back = httpx.post(url + "/v1/classify_paper", timeout=60,
+    back = httpx.post(url + "/v1/classify_paper", timeout=600,
                       json={"title": "Back probe", "abstract": "Breast carcinoma."})
     assert back.status_code == 200, back.text
 
@@ -96,7 +96,7 @@ def test_deploy_model_under_load_loses_no_request(base_model_dir: Path, make_gat
     versions: list[str] = []
 
     def load() -> None:
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=600) as client:
             i = 0
             while not stop.is_set():
                 i += 1
@@ -116,7 +116,7 @@ def test_deploy_model_under_load_loses_no_request(base_model_dir: Path, make_gat
     finally:
         stop.set()
         for w in workers:
-            w.join(timeout=60)
+            w.join(timeout=600)
         for proc in state.engines:
             stop_process(proc.pid)
     assert result["switched_to"] == "v2" and result["drained"] is True

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 REQUIRED = ("ratio_gateway_vs_baseline", "gateway_overhead_throughput",
             "gateway_overhead_p50_ms", "mfu_gateway", "cold_start_s", "accuracy_baseline",
-            "accuracy_gateway", "papers", "machine", "paths")
+            "accuracy_gateway", "papers", "machine", "paths", "precision", "peak_precision",
+            "peak_flops")
 
 
 def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) -> None:
@@ -41,6 +42,14 @@ def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) 
     assert 0 < result["cold_start_s"] < 600
     assert -1 < result["gateway_overhead_throughput"] < 1
     assert result["machine"]["cores"] == os.cpu_count()
+    # Everything ran in the precision the engine chose, and MFU is against that peak.
+    from inference.engine import EngineSettings, engine_precision
+
+    chosen = engine_precision(EngineSettings()).precision.value
+    assert result["precision"]["precision"] == result["peak_precision"] == chosen
+    assert result["paths"]["baseline"]["precision"] == chosen
+    assert all(p["precision"] == chosen for p in result["peak_measurements"])
+    assert result["paths"]["offline"]["engine_kwargs"]["dtype"] == chosen
     # The baseline reads whole abstracts, the offline path capped ones; the served paths read
     # capped and then, for unsure papers, whole (on the untuned model, every cut paper).
     tokens = {name: path["prompt_tokens_mean"] for name, path in result["paths"].items()}
@@ -51,4 +60,6 @@ def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) 
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "bench.md").read_text()
     assert table.count("| baseline:") == 1 and "| gateway:" in table
-    assert "PASS" in done.stdout or "FAIL" in done.stdout
+    verdicts = [line.split()[0] for line in done.stdout.splitlines()
+                if line.startswith(("PASS ", "FAIL "))]
+    assert len(verdicts) == len(result["targets"]) == 6

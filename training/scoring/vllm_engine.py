@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from hardware.cpus import usable_cores
 from preprocessing.papers import Paper
 from preprocessing.prompts import PromptRenderer
 from preprocessing.scoring import LabelScore, sampling_params, score_from_logprobs
@@ -23,9 +24,8 @@ def engine_env(on_gpu: bool) -> dict[str, str]:
     front end, threads on every core we may use (DESIGN.md). Values set by the caller win."""
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     if not on_gpu:
-        cores = sorted(os.sched_getaffinity(0))
         env |= {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-                "VLLM_CPU_OMP_THREADS_BIND": f"{cores[0]}-{cores[-1]}"}
+                "VLLM_CPU_OMP_THREADS_BIND": usable_cores()}
     return {k: os.environ.get(k, v) for k, v in env.items()}
 
 
