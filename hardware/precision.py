@@ -110,11 +110,16 @@ def _read_cpuinfo() -> str:
         return ""
 
 
-def detect_cuda() -> tuple[tuple[int, int], str] | None:
+def detect_cuda(import_torch: bool = False) -> tuple[tuple[int, int], str] | None:
     """(compute capability, name) of the first NVIDIA GPU, or None without one. Uses torch when
-    the caller has imported it already, else `nvidia-smi` (the gateway and the launcher never
-    import torch)."""
+    the caller has imported it already (or `import_torch`), else `nvidia-smi` (the gateway and
+    the launcher do not pay for importing torch)."""
     torch = sys.modules.get("torch")
+    if torch is None and import_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
     if torch is not None:
         if not torch.cuda.is_available():
             return None
@@ -136,10 +141,14 @@ def choose(device: str = "auto", override: PrecisionSetting = "auto",
            setting_name: str = "precision") -> PrecisionChoice:
     """The precision for `device` ("auto": the first NVIDIA GPU when there is one, else the
     CPU). `override` other than "auto" wins over the rule; `setting_name` (the environment
-    variable that set it) is named in the reason."""
-    gpu = detect_cuda() if device in {"auto", "cuda"} else None
+    variable that set it) is named in the reason. Raises RuntimeError when `device` is "cuda"
+    and no NVIDIA GPU is visible."""
+    gpu = detect_cuda(import_torch=device == "cuda") if device in {"auto", "cuda"} else None
     if gpu is not None:
         choice = for_cuda(*gpu)
+    elif device == "cuda":
+        raise RuntimeError("a CUDA device was asked for, but no NVIDIA GPU is visible "
+                           "(neither torch nor nvidia-smi finds one)")
     else:
         choice = for_cpu(cpu_features(_read_cpuinfo()), platform.machine())
     if override == "auto" or override == choice.precision.value:

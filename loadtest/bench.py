@@ -82,6 +82,9 @@ class BenchOptions:
     gateway_port: int = 8280
     flops_seconds: float = 3.0
     probe_papers: int = 24  # unloaded latency probe, direct vs gateway (5 times each)
+    # No new pair of served rounds starts after this many seconds of them (at least one pair
+    # runs), so a slow machine finishes too: about 150 s on an AVX-512 bf16 2-core machine.
+    served_budget_s: float = 600.0
     progress: bool = True
     seed: int = 0
 
@@ -529,7 +532,11 @@ def served_paths(opts: BenchOptions, papers: list[Paper], warmup: list[Paper]) -
                     await served.direct(warmup[0])
                     await served.gateway(warmup[0])
                     probe = await served.latency_probe(papers[: opts.probe_papers])
+                begun = time.perf_counter()
                 for r in range(opts.rounds):  # interleaved, the order alternating
+                    if r and time.perf_counter() - begun > opts.served_budget_s:
+                        print(f"served rounds: time budget spent after {r}", flush=True)
+                        break
                     for which in wanted if r % 2 == 0 else wanted[::-1]:
                         rounds[which].append(
                             await served.timed(which, papers, warmup, opts.progress))

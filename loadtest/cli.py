@@ -98,9 +98,10 @@ def bench(
     called directly, and the gateway in front of it.
 
     Reports papers/s, p50/p99 latency, accuracy, the ratio to the baseline and MFU (model FLOPs
-    over the bf16 matmul rate torch measures here) per path, the gateway's overhead and the
-    cold start; prints PASS/FAIL per target (it does not fail on a missed target). Engine
-    arguments come from the ENGINE_* variables, as for `python -m inference serve`.
+    over the matmul rate torch measures here, in the precision the engine computes in) per
+    path, the gateway's overhead and the cold start; prints PASS/FAIL per target (it does not
+    fail on a missed target). Engine arguments, precision included, come from the ENGINE_*
+    variables, as for `python -m inference serve`.
     Quick smoke: `--papers 16 --concurrency 4`.
     """
     from inference.models import resolve_model_dir

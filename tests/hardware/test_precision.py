@@ -68,7 +68,7 @@ def test_cpu_features_reads_x86_and_arm_cpuinfo() -> None:
 @pytest.fixture
 def avx2_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CPU-only AVX2 machine, whatever this one is."""
-    monkeypatch.setattr(precision, "detect_cuda", lambda: None)
+    monkeypatch.setattr(precision, "detect_cuda", lambda import_torch=False: None)
     monkeypatch.setattr(precision, "_read_cpuinfo", lambda: "flags : " + " ".join(AVX2_ONLY))
     monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
 
@@ -88,10 +88,16 @@ def test_override_wins_and_says_so(avx2_machine: None) -> None:
 
 def test_gpu_wins_over_cpu_unless_cpu_is_asked(monkeypatch: pytest.MonkeyPatch,
                                                avx2_machine: None) -> None:
-    monkeypatch.setattr(precision, "detect_cuda", lambda: ((7, 5), "Tesla T4"))
+    monkeypatch.setattr(precision, "detect_cuda",
+                        lambda import_torch=False: ((7, 5), "Tesla T4"))
     assert choose().precision is Precision.FP16
     assert choose("cuda").hardware.startswith("Tesla T4")
     assert choose("cpu").precision is Precision.FP32
+
+
+def test_asking_for_a_gpu_without_one_fails_clearly(avx2_machine: None) -> None:
+    with pytest.raises(RuntimeError, match="no NVIDIA GPU is visible"):
+        choose("cuda")
 
 
 def test_settings_reject_unknown_precisions(monkeypatch: pytest.MonkeyPatch) -> None:

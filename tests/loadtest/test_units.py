@@ -205,3 +205,17 @@ def test_machine_info_describes_this_machine() -> None:
     info = flops.machine_info()
     assert info["cores"] == os.cpu_count() and info["usable_cores"] >= 1
     assert isinstance(info["cpu"], str) and info["cpu"]
+
+
+def test_peak_is_measured_in_the_precision_asked_and_sized_to_the_budget() -> None:
+    import torch
+
+    # A budget nothing fits in takes the smallest product; a generous one the largest.
+    assert flops._fitting_size(torch.float32, 1e-12) == flops.PEAK_SIZES[-1]
+    assert flops._fitting_size(torch.float32, 1e6) == flops.PEAK_SIZES[0]
+    peak = flops.peak_flops("float32", seconds=0.3, threads=1)
+    assert peak["precision"] == "float32" and peak["threads"] == 1
+    assert peak["size"] in flops.PEAK_SIZES and peak["products"] >= 1
+    assert peak["seconds"] >= 0.3
+    assert peak["flops"] == pytest.approx(2.0 * peak["size"] ** 3 * peak["products"]
+                                          / peak["seconds"], rel=0.05)
