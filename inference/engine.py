@@ -90,7 +90,7 @@ def build_command(settings: EngineSettings, model_dir: Path,
     env: dict[str, str] = {PRECISION_ENV: json.dumps(precision.as_dict())}
     if device == "cpu":
         # Compute on every core (vLLM reserves one for its front end by default; measured
-        # 2.66 vs 1.59 papers/s on two cores, DESIGN.md).
+        # 2.66 vs 1.59 papers/s on two cores).
         bind = settings.cpu_threads_bind
         env |= {
             "VLLM_CPU_KVCACHE_SPACE": str(settings.cpu_kvcache_gib),

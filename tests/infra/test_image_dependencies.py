@@ -57,6 +57,14 @@ class _Imports(ast.NodeVisitor):
             return
         self.generic_visit(node)
 
+    def visit_Try(self, node: ast.Try) -> None:
+        """Imports guarded by `except ImportError` are optional: the code runs without them."""
+        caught = {ast.unparse(h.type) for h in node.handlers if h.type is not None}
+        optional = bool(caught & {"ImportError", "ModuleNotFoundError"})
+        for child in ([] if optional else node.body) + node.handlers + node.orelse + \
+                node.finalbody:
+            self.visit(child)
+
     def _scoped(self, node: ast.AST) -> None:
         if self.top_level_only:
             return
@@ -173,6 +181,14 @@ def engine_image_imports() -> set[str]:
         ("inference.__main__", True), ("inference.cli", True), ("inference.engine", False),
         ("inference.models", False), ("inference.fetch_model", False),
     ])
+
+
+def test_imports_guarded_by_import_error_are_optional(tmp_path: Path) -> None:
+    source = ("try:\n    import torch\nexcept ImportError:\n    torch = None\n"
+              "try:\n    import numpy\nexcept ValueError:\n    pass\n")
+    visitor = _Imports("m", False, False)
+    visitor.visit(ast.parse(source))
+    assert visitor.names == {"numpy"}
 
 
 def test_import_collection_sees_lazy_and_relative_imports() -> None:

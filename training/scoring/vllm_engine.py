@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def engine_env(on_gpu: bool) -> dict[str, str]:
     """The engine core runs in this process (no child to spawn, which would re-import the
     caller's __main__ and could outlive it). On CPU: a small KV cache, no core reserved for a
-    front end, threads on every core we may use (DESIGN.md). Values set by the caller win."""
+    front end, threads on every core we may use. Values set by the caller win."""
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     if not on_gpu:
         env |= {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
