@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from inference.gateway.classifier import Classifier, ModelInfo, ServiceError
@@ -17,6 +18,7 @@ from inference.gateway.engines import EnginePool
 from inference.gateway.metrics import GatewayMetrics
 from inference.gateway.middleware import GatewayMiddleware
 from inference.gateway.routes import router
+from inference.gateway.schemas import validation_details
 from inference.gateway.settings import GatewaySettings
 from inference.models import load_renderer, model_version, read_manifest, resolve_model_dir
 
@@ -76,6 +78,12 @@ async def _service_error(_: Request, err: ServiceError) -> JSONResponse:
     return JSONResponse({"detail": err.detail}, status_code=err.status, headers=headers)
 
 
+async def _invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+    # FastAPI's own handler echoes the input, which fails to encode when it holds bytes that
+    # are not UTF-8 or a lone surrogate (a 500 where a 422 is due).
+    return JSONResponse({"detail": validation_details(err.errors())}, status_code=422)
+
+
 async def _unexpected(_: Request, err: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=err)
     return JSONResponse({"detail": "internal error; see the gateway log for this request id"},
@@ -95,6 +103,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.api_keys = settings.load_api_keys()
     app.include_router(router)
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics,
                        max_body_bytes=settings.max_body_bytes)

@@ -20,6 +20,8 @@ from inference.gateway.schemas import (
     Classification,
     ItemError,
     Paper,
+    is_valid_unicode,
+    validation_details,
 )
 from inference.gateway.settings import GatewaySettings
 
@@ -65,14 +67,15 @@ async def classify_paper(paper: Paper, request: Request) -> Classification:
 
 async def _batch_item(service: Classifier, index: int, raw: dict, settings) -> BatchItem:
     raw_id = raw.get("id") if isinstance(raw, dict) else None
-    item_id = raw_id if isinstance(raw_id, str) else None
+    item_id = raw_id if isinstance(raw_id, str) and is_valid_unicode(raw_id) else None
     try:
         paper = Paper.model_validate(raw)
         if errors := _length_errors(paper, settings):
             return BatchItem(index=index, id=item_id, error=ItemError(status=422, detail=errors))
         return BatchItem(index=index, id=item_id, result=await _classify(service, paper))
     except ValidationError as err:
-        detail = err.errors(include_url=False, include_context=False, include_input=False)
+        detail = validation_details(err.errors(include_url=False, include_context=False,
+                                               include_input=False))
         return BatchItem(index=index, id=item_id, error=ItemError(status=422, detail=detail))
     except ServiceError as err:
         return BatchItem(index=index, id=item_id, error=ItemError(status=err.status,

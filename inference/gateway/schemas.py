@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate (JSON's "\\ud800" escapes decode to one), which
+    no UTF-8 encoder, tokenizer or JSON writer accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: object) -> object:
+    """`value` safe to write back in a JSON error: lone surrogates become `\\udxxx` text."""
+    if isinstance(value, str) and not is_valid_unicode(value):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def validation_details(errors: list[dict]) -> list[dict]:
+    """Pydantic errors as the API reports them: type, loc and msg, never the input (which may
+    be large, private, or not valid Unicode)."""
+    return [{"type": e["type"], "loc": [printable(part) for part in e["loc"]],
+             "msg": printable(e["msg"])} for e in errors]
 
 
 class Paper(BaseModel):
@@ -17,13 +41,6 @@ class Paper(BaseModel):
     abstract: str = Field(..., min_length=1, description="Paper abstract (capped in tokens by "
                           "the prompt template; longer ones are truncated, not rejected)")
     id: str | None = Field(None, max_length=200, description="Your id, echoed back")
-
-    @field_validator("title", "abstract")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class Classification(BaseModel):
@@ -40,7 +57,7 @@ class Classification(BaseModel):
 
 class BatchRequest(BaseModel):
     # Items stay loosely typed so one malformed paper gets its own error, not a 422 for all.
-    papers: list[dict] = Field(..., min_length=1, description="Papers, answered in order")
+    papers: list[Any] = Field(..., min_length=1, description="Papers, answered in order")
 
 
 class ItemError(BaseModel):
