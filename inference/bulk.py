@@ -108,14 +108,15 @@ def _read_paper_folder(folder: Path) -> pd.DataFrame:
 
 class ResultStore:
     """Finished rows as part files (written to a temp name, then renamed: a kill never leaves
-    half a part), merged into the output at the end. A finished output given again is taken
-    back as a part, so a second run only redoes what an older version stored as a transient
-    failure; the newest row of a key wins."""
+    half a part), merged into the output at the end; the newest row of a key wins. With
+    `reuse_output`, a finished output is taken back as a part, so a run only redoes the papers
+    an older version stored as transient failures (without it, a finished output is redone
+    whole: the model may have changed since)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, reuse_output: bool = False) -> None:
         self.out = out
         self.parts = out.with_name(out.name + ".parts")
-        if out.exists() and not self.parts.exists():
+        if reuse_output and out.exists() and not self.parts.exists():
             self.parts.mkdir(parents=True)
             shutil.copyfile(out, self.parts / "part-000000.parquet")
 
@@ -241,15 +242,16 @@ async def _classify_chunk(client: httpx.AsyncClient, url: str, chunk: pd.DataFra
 
 async def classify_file(
     input_path: Path, out: Path, url: str, batch_size: int = 16, concurrency: int = 4,
-    api_key: str | None = None, backoff: Backoff = Backoff(),
+    api_key: str | None = None, backoff: Backoff = Backoff(), reuse_output: bool = False,
 ) -> pa.Table:
-    """Classify every paper of `input_path` into the parquet `out`, resuming from what an
-    earlier run stored. Transient failures (429, 5xx, lost connections) are retried with
-    backoff and never stored. Raises BulkIncomplete when some papers failed through every
-    retry (all others are stored: run again), RuntimeError when the gateway refuses the
-    requests themselves (401, 404, ...)."""
+    """Classify every paper of `input_path` into the parquet `out`, resuming from what a killed
+    run stored (and, with `reuse_output`, keeping the final answers of a finished `out`).
+    Transient failures (429, 5xx, lost connections) are retried with backoff and never
+    stored. Raises BulkIncomplete when some papers failed through every retry (all others are
+    stored: run again), RuntimeError when the gateway refuses the requests themselves (401,
+    404, ...)."""
     frame = read_inputs(input_path)
-    store = ResultStore(out)
+    store = ResultStore(out, reuse_output)
     todo = frame[~frame["key"].isin(store.done_keys())]
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     progress = tqdm(total=len(frame), initial=len(frame) - len(todo), desc="classifying",

@@ -167,6 +167,10 @@ def classify(
     api_key: str = typer.Option(None, envvar="LOADTEST_API_KEY", help="Gateway API key"),
     attempts: int = typer.Option(8, min=1, help="Tries per paper when the service is busy or "
                                  "down (429, 5xx, lost connection), with backoff up to 30 s"),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Keep the answers of a finished OUT and classify again "
+        "only the papers it stored as transient failures (e.g. 'inference engine timed out' "
+        "from an older version); without it a finished OUT is redone whole"),
 ) -> None:
     """Classify many papers through the gateway. Results are written chunk by chunk: kill it
     and run the same command again, and it resumes; each input appears once in OUT. Only a
@@ -180,7 +184,7 @@ def classify(
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         table = asyncio.run(classify_file(input_path, out, url, batch_size, concurrency,
-                                          api_key, Backoff(attempts=attempts)))
+                                          api_key, Backoff(attempts=attempts), retry_failed))
     except BulkIncomplete as err:
         typer.echo(f"incomplete: {err}", err=True)
         raise typer.Exit(3) from None

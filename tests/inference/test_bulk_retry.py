@@ -132,8 +132,13 @@ def test_a_resumed_run_answers_timeouts_an_older_version_stored(source: Path,
     pq.write_table(pa.Table.from_pylist(old), out)
 
     gateway = StandInGateway(lambda paper_id, n: 200)
-    table = _run(gateway, source, out).to_pylist()
+    table = _run(gateway, source, out, reuse_output=True).to_pylist()
     assert set(gateway.asked) == {"p2", "p6"}
     assert [r["key"] for r in table] == [f"p{i}" for i in range(10)]
     assert [r["key"] for r in table if r["error"]] == ["p8"]
     assert table[2]["label"] == table[6]["label"] == "cancer"
+
+    # Without --retry-failed a finished output is redone whole (the model may have changed).
+    again = StandInGateway(lambda paper_id, n: 200)
+    assert _run(again, source, out).num_rows == 10
+    assert set(again.asked) == {f"p{i}" for i in range(10)}
