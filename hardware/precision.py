@@ -8,9 +8,10 @@ vLLM's offline engine, transformers scoring, training autocast, the benchmark).
   bf16 matrix products at 0.8 GFLOP/s against 105 GFLOP/s in fp32, and a vLLM server five times
   slower in bf16 than in fp32).
 
-Weights are stored once (bf16 safetensors); vLLM and transformers cast them at load. Nothing
-here imports torch: CPU flags come from /proc/cpuinfo and the GPU from torch only when the
-caller already has it, else from `nvidia-smi`.
+Weights are stored once (bf16 safetensors); vLLM and transformers cast them at load. CPU flags
+come from /proc/cpuinfo; the GPU from torch when the caller already imported it (or a CUDA
+device is asked for explicitly), else from `nvidia-smi`, so the gateway and the launcher never
+pay for importing torch.
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ class Precision(StrEnum):
     BF16 = "bfloat16"
     FP16 = "float16"
     FP32 = "float32"
-
-    @property
-    def short(self) -> str:
-        return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[self.value]
 
 
 @dataclass(frozen=True)
