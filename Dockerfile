@@ -23,7 +23,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY commandline/ commandline/
 COPY hardware/ hardware/
+COPY model_contract/ model_contract/
+COPY model_registry/ model_registry/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/
@@ -73,7 +76,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ENGINE_DEVICE=cuda
 WORKDIR /opt/paper-classifier
 COPY pyproject.toml README.md ./
+COPY commandline/ commandline/
 COPY hardware/ hardware/
+COPY model_contract/ model_contract/
+COPY model_registry/ model_registry/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/
@@ -109,7 +115,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY commandline/ commandline/
 COPY hardware/ hardware/
+COPY model_contract/ model_contract/
+COPY model_registry/ model_registry/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/
@@ -178,7 +187,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     DO_NOT_TRACK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY commandline/ commandline/
 COPY hardware/ hardware/
+COPY model_contract/ model_contract/
+COPY model_registry/ model_registry/
 COPY preprocessing/ preprocessing/
 COPY training/ training/
 COPY inference/ inference/

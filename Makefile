@@ -30,13 +30,12 @@ $(STAMP):
 	@rm -f $(VENV)/.setup-* && touch $@
 
 data: setup
-	$(PY) -m training base-model
 	$(PY) -m preprocessing
 
 base-model: setup
 	$(PY) -m training base-model
 
-train: data
+train: data base-model
 	$(PY) -m training run
 
 serve: setup
@@ -44,7 +43,7 @@ serve: setup
 
 # The main job: raw files -> dataset -> fine-tuned merged model (reused when built, trained
 # otherwise) -> engine + gateway -> the test split classified over REST.
-demo: data
+demo: data base-model
 	@test -e models/latest/config.json || $(PY) -m training run
 	$(PY) -m inference demo
 
@@ -57,7 +56,7 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check . || true
 
-bench: data
+bench: data base-model
 	$(PY) -m loadtest bench
 
 KUBECTL ?= $(shell command -v kubectl || echo $(VENV)/bin/kubectl)
@@ -70,7 +69,7 @@ rollout:
 
 # Static checks of the deployment files (no Docker engine, no terraform binary, no cloud).
 infra-check: setup
-	$(PY) -m pytest -q tests/infra tests/test_registry.py -m "not integration"
+	$(PY) -m pytest -q tests/infra tests/model_registry -m "not integration"
 
 loadtest: setup
 	$(PY) -m loadtest run --users 32 --spawn-rate 8 --duration 10m --host http://127.0.0.1:8080

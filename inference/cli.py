@@ -27,7 +27,7 @@ def engine(
     """Start vLLM's OpenAI server for the model with platform-tuned arguments, wait until it
     serves, print where it listens, and stay in the foreground until stopped."""
     from inference import engine as eng
-    from inference.models import resolve_model_dir
+    from model_contract.layout import resolve_model_dir
 
     _log_setup()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -69,7 +69,7 @@ def serve(
 ) -> None:
     """Engine + gateway together on loopback; Ctrl-C stops both cleanly."""
     from inference.local import ServeState, start_local, stop_process
-    from inference.models import resolve_model_dir
+    from model_contract.layout import resolve_model_dir
 
     _log_setup()
     state = start_local(resolve_model_dir(model), engine_port, gateway_port)
@@ -97,7 +97,7 @@ def demo(
     and sample answers, then keep both running with their URLs shown until Ctrl-C."""
     from inference.demo import run_demo
     from inference.local import ServeState, start_local, stop_process
-    from inference.models import resolve_model_dir
+    from model_contract.layout import resolve_model_dir
 
     _log_setup()
     state = start_local(resolve_model_dir(model), engine_port, gateway_port)

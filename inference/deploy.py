@@ -11,7 +11,7 @@ import httpx
 
 from inference import engine as engine_mod
 from inference.local import ServeState, free_port, start_engine, stop_process
-from inference.models import resolve_model_dir
+from model_contract.layout import resolve_model_dir
 
 log = logging.getLogger(__name__)
 

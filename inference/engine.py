@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hardware.cpus import usable_cores
 from hardware.precision import PrecisionChoice, PrecisionSetting, choose, detect_cuda
 from inference.engine_headers import PRECISION_ENV
-from inference.models import load_renderer
+from model_contract.layout import SERVED_NAME, load_renderer
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class EngineSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Bind address")
     port: int = Field(8000, description="Listen port")
-    served_model_name: str = Field("paper-classifier", description="Name clients ask for")
+    served_model_name: str = Field(SERVED_NAME, description="Name clients ask for")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto: cuda if present")
     precision: PrecisionSetting = Field(
         "auto", description="vLLM --dtype; auto = the hardware rule (bf16 where native, fp16 on "

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from training.registry import BucketOption, EndpointOption, NameOption, RegistryError, fetch
+from model_registry.s3 import BucketOption, EndpointOption, NameOption, RegistryError, fetch
 
 
 def fetch_model_command(

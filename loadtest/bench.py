@@ -45,10 +45,10 @@ from tqdm import tqdm
 
 from loadtest import flops
 from loadtest.checks import BadResponse, check_classification
+from model_contract.prompts import FRAME_FILE, PromptRenderer
+from model_contract.reading import LabelScore, read_paper
 from preprocessing.dataset import read_split
 from preprocessing.papers import Paper
-from preprocessing.prompts import FRAME_FILE, PromptRenderer
-from preprocessing.scoring import LabelScore, read_paper
 from preprocessing.settings import PROJECT_ROOT
 
 PATHS = ("baseline", "offline", "server", "gateway")
@@ -108,7 +108,7 @@ def pick_papers(papers: list[Paper], n: int | None, seed: int = 0) -> list[Paper
 
 def full_abstract_renderer(model_dir: Path) -> PromptRenderer:
     """The served chat prompt with the abstract uncapped, as the original notebook sent it."""
-    from inference.models import load_renderer
+    from model_contract.layout import load_renderer
 
     served = load_renderer(model_dir)
     frame = json.loads((model_dir / FRAME_FILE).read_text())["frame"]
@@ -252,8 +252,8 @@ def offline_path(model_dir: str, papers: list[Paper], warmup: list[Paper], setti
     the step that finished it."""
     from tqdm import tqdm as base_tqdm
 
-    from inference.models import load_renderer
-    from preprocessing.scoring import sampling_params, score_from_logprobs
+    from model_contract.layout import load_renderer
+    from model_contract.reading import sampling_params, score_from_logprobs
     from training.scoring.vllm_engine import close_engine
 
     kwargs, env = offline_engine_kwargs(settings_json, Path(model_dir))
@@ -336,7 +336,7 @@ class Served:
             completion_params,
         )
         from inference.gateway.settings import GatewaySettings
-        from preprocessing.scoring import score_from_logprobs
+        from model_contract.reading import score_from_logprobs
 
         self.engine_url, self.gateway_url, self.renderer = engine_url, gateway_url, renderer
         # The direct client does the gateway's work too (a second, longer read when the first
@@ -501,7 +501,7 @@ def served_paths(opts: BenchOptions, papers: list[Paper], warmup: list[Paper]) -
     direct and the gateway path; the median round of each is its result."""
     from inference.engine import EngineSettings
     from inference.local import free_port, start_engine, start_gateway, stop_process
-    from inference.models import load_renderer
+    from model_contract.layout import load_renderer
 
     settings = EngineSettings()
     started = time.perf_counter()
@@ -582,7 +582,7 @@ def evaluate_targets(result: dict) -> list[dict]:
 
 def run_bench(opts: BenchOptions) -> dict:
     from inference.engine import EngineSettings, engine_precision
-    from inference.models import load_renderer
+    from model_contract.layout import load_renderer
 
     unknown = set(opts.paths) - set(PATHS)
     if unknown:

@@ -104,8 +104,8 @@ def bench(
     variables, as for `python -m inference serve`.
     Quick smoke: `--papers 16 --concurrency 4`.
     """
-    from inference.models import resolve_model_dir
     from loadtest.bench import DEFAULT_OUT, BenchOptions, print_targets, run_bench
+    from model_contract.layout import resolve_model_dir
 
     opts = BenchOptions(model_dir=resolve_model_dir(model), papers=papers,
                         concurrency=concurrency, rounds=rounds,

@@ -53,20 +53,11 @@ def read_split(out_dir: Path, split: str) -> list[Paper]:
     ]
 
 
-def percentiles(values: list[int]) -> dict[str, int]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]  # noqa: E731
-    return {f"p{q}": pick(q) for q in (50, 90, 95, 99)} | {"max": ordered[-1]}
-
-
 def summarise(
     splits: dict[str, list[Paper]],
     failures: list[ParseFailure],
     report: CleanReport,
     seed: int,
-    token_lengths: dict[str, list[int]] | None,
 ) -> dict:
     everything = [p for split in SPLITS for p in splits[split]]
     return {
@@ -79,7 +70,6 @@ def summarise(
         },
         "unparsed": [{"file": str(f.path), "reason": f.reason} for f in failures],
         "cleaning": asdict(report),
-        "token_lengths": {k: percentiles(v) for k, v in (token_lengths or {}).items()},
     }
 
 

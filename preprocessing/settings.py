@@ -13,11 +13,10 @@ DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "Dataset"
 class PreprocessSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PREP_")
 
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder with Cancer/ and Non-Cancer/")
-    out_dir: Path = Field(PROJECT_ROOT / "data" / "processed", description="Where parquet goes")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder of labelled papers: "
+                           "Cancer/*.txt and Non-Cancer/*.txt, one paper per file")
+    out_dir: Path = Field(PROJECT_ROOT / "data" / "processed", description="Output folder for "
+                          "train/validation/test.parquet and summary.json")
     seed: int = Field(42, description="Seed of the stratified split")
     val_frac: float = Field(0.1, gt=0, lt=0.5, description="Share of each label for validation")
     test_frac: float = Field(0.2, gt=0, lt=0.5, description="Share of each label for test")
-    tokenizer_dir: Path | None = Field(
-        None, description="Model directory whose tokenizer.json measures token lengths"
-    )

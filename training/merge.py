@@ -3,21 +3,25 @@ tokenizer, generation config, prompt frame and a manifest saying where it came f
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from model_contract.layout import SERVED_NAME
+from model_contract.manifest import (
+    DatasetRef,
+    Manifest,
+    PromptRef,
+    read_manifest,
+    write_manifest,
+)
+from model_contract.prompts import FRAME_FILE, get_template, write_prompt_frame
 from preprocessing.dataset import load_summary
-from preprocessing.prompts import FRAME_FILE, get_template, write_prompt_frame
 from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-SERVED_NAME = "paper-classifier"
 
 
 def code_version() -> str:
@@ -54,31 +58,28 @@ def merge_adapter(base: Path | str, adapter: Path, out_dir: Path) -> Path:
 
 def build_manifest(recipe: Recipe, data_dir: Path, metrics: dict | None = None,
                    name: str = SERVED_NAME, version: str | None = None,
-                   created_at: datetime | None = None) -> dict:
+                   created_at: datetime | None = None) -> Manifest:
     created = created_at or datetime.now(UTC)
     template = get_template(recipe.template)
-    return {
-        "name": name,
-        "version": version or created.strftime("%Y%m%d-%H%M%S"),
-        "base_model": recipe.base_model,
-        "recipe": recipe.model_dump(),
-        # PromptRenderer.from_model_dir reads prompt.template: serving renders what training did.
-        "prompt": {"template": template.name, "version": template.version},
-        "dataset": {"fingerprint": load_summary(data_dir)["fingerprint"]},
-        "metrics": metrics or {"before": {}, "after": {}},
-        "created_at": created.isoformat(timespec="seconds"),
-        "code_version": code_version(),
-    }
+    return Manifest(
+        name=name,
+        version=version or created.strftime("%Y%m%d-%H%M%S"),
+        base_model=recipe.base_model,
+        recipe=recipe.model_dump(),
+        # load_renderer reads prompt.template: serving renders what training did.
+        prompt=PromptRef(template=template.name, version=template.version),
+        dataset=DatasetRef(fingerprint=load_summary(data_dir)["fingerprint"]),
+        metrics=metrics or {"before": {}, "after": {}},
+        created_at=created.replace(microsecond=0),
+        code_version=code_version(),
+    )
 
 
-def write_manifest(out_dir: Path, manifest: dict) -> Path:
-    path = out_dir / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2))
-    return path
-
-
-def update_metrics(out_dir: Path, metrics: dict) -> dict:
-    manifest = json.loads((out_dir / MANIFEST).read_text())
-    manifest["metrics"] = {**manifest.get("metrics", {}), **metrics}
+def update_metrics(out_dir: Path, metrics: dict) -> Manifest:
+    """Merge `metrics` into the manifest's metrics. Raises FileNotFoundError without one."""
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{out_dir} has no manifest")
+    manifest.metrics = {**manifest.metrics, **metrics}
     write_manifest(out_dir, manifest)
     return manifest

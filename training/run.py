@@ -52,12 +52,14 @@ class StageClock:
 def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
               run_name: str | None = None, backend: str = "auto", engine: str = "auto",
               command: str | None = None) -> dict:
+    from model_contract.manifest import write_manifest
     from training.base_model import resolve_base_model
     from training.baselines import baseline_metrics
-    from training.data import load_papers
+    from training.data import load_papers, token_lengths
     from training.evaluate import evaluate_papers, headline
     from training.finetune import finetune
-    from training.merge import build_manifest, merge_adapter, update_metrics, write_manifest
+    from training.merge import build_manifest, merge_adapter, update_metrics
+    from training.prompting import renderer_for
     from training.report import write_report
 
     start, clock = time.perf_counter(), StageClock()
@@ -73,6 +75,7 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
         train = load_papers(data_dir, "train", recipe.train.max_examples, seed)
         baselines = baseline_metrics(train, test, seed)
         _dump(run_dir / "baselines.json", baselines)
+        lengths = token_lengths(renderer_for(base, recipe.template), train)
     with clock.stage("evaluate before"):
         before = evaluate_papers(base, test, template=recipe.template, engine=engine,
                                  batch_size=ev.batch_size)
@@ -94,7 +97,7 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
     update_metrics(merged, summary)
     total = round(time.perf_counter() - start, 1)
     run = {"run_name": run_name, "base_model": base_model, "backend": tuned.backend,
-           "precision": tuned.precision,
+           "precision": tuned.precision, "token_lengths": lengths,
            "stage_seconds": clock.seconds, "total_seconds": total, "command": command,
            "merged_dir": str(merged), **summary}
     _dump(run_dir / "run.json", run)

@@ -20,7 +20,7 @@ from inference.gateway.middleware import GatewayMiddleware
 from inference.gateway.routes import router
 from inference.gateway.schemas import validation_details
 from inference.gateway.settings import GatewaySettings
-from inference.models import load_renderer, model_version, read_manifest, resolve_model_dir
+from model_contract.layout import load_manifest, load_renderer, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,11 @@ def build_classifier(
     session: aiohttp.ClientSession,
     metrics: GatewayMetrics,
 ) -> Classifier:
-    manifest = read_manifest(model_dir)
+    manifest = load_manifest(model_dir)
     renderer = load_renderer(model_dir)
-    version = settings.model_version or model_version(manifest)
-    info = ModelInfo(settings.model_name, version, renderer.template.version, manifest)
+    version = settings.model_version or manifest.version
+    info = ModelInfo(settings.model_name, version, renderer.template.version,
+                     manifest.model_dump(mode="json", exclude_none=True))
     metrics.set_model(settings.model_name, version, info.prompt_version)
     pool = EnginePool(engine_urls, session, resolve=settings.resolve_engines)
     return Classifier(settings, pool, renderer, metrics, info)

@@ -21,14 +21,14 @@ from tenacity import (
 from inference.gateway.engines import Engine, EnginePool, NoEngineAvailable
 from inference.gateway.metrics import GatewayMetrics
 from inference.gateway.settings import GatewaySettings
-from preprocessing.clean import paper_key
-from preprocessing.prompts import PromptRenderer
-from preprocessing.scoring import (
+from model_contract.prompts import PromptRenderer
+from model_contract.reading import (
     LabelScore,
     read_paper,
     sampling_params,
     score_from_logprobs,
 )
+from preprocessing.clean import paper_key
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model_contract.layout import SERVED_NAME
+
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
@@ -29,7 +31,7 @@ class GatewaySettings(BaseSettings):
     admin_enabled: bool = Field(
         False, description="Expose POST /admin/model for zero-downtime swaps (local serving)"
     )
-    model_name: str = Field("paper-classifier", description="Served model name in vLLM")
+    model_name: str = Field(SERVED_NAME, description="Served model name in vLLM")
     model_dir: Path | None = Field(
         None, description="Model directory with tokenizer.json, prompt_frame.json, manifest.json "
         "(default: models/latest, else the embedded base model)"

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from model_contract.layout import load_renderer
 from preprocessing.dataset import read_split
-from preprocessing.prompts import PromptRenderer
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,11 @@ def test_gateway_matches_offline_scoring(gateway_url: str, base_model_dir: Path,
     untuned base model every cut paper is unsure)."""
     from inference.engine import EngineSettings, engine_precision
     from inference.gateway.settings import GatewaySettings
-    from preprocessing.scoring import needs_reread
+    from model_contract.reading import needs_reread
     from training.scoring.vllm_engine import vllm_scores
 
     papers = read_split(processed_dir, "test")[:8]
-    renderer = PromptRenderer.from_model_dir(base_model_dir)
+    renderer = load_renderer(base_model_dir)
     first = vllm_scores(base_model_dir, renderer, papers)
     second = vllm_scores(base_model_dir, renderer.reread_renderer(), papers)
     below = GatewaySettings().reread_below

@@ -4,7 +4,6 @@ under load loses no request. (Named zz so it runs last: it restarts the session'
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import threading
 import time
@@ -80,12 +79,16 @@ def test_deploy_model_under_load_loses_no_request(base_model_dir: Path, make_gat
     from inference.deploy import deploy_model
     from inference.engine import EngineSettings
     from inference.local import ServeState, free_port, start_engine, stop_process
+    from model_contract.manifest import Manifest, PromptRef, write_manifest
+    from model_contract.prompts import get_template
 
     # The "new" model: the same weights under a new manifest version.
     new_dir = tmp_path / "model-v2"
     shutil.copytree(base_model_dir, new_dir)
-    (new_dir / "manifest.json").write_text(json.dumps(
-        {"name": "model-v2", "version": "v2", "prompt": {"template": "cancer-yn-short"}}))
+    template = get_template("cancer-yn-short")
+    write_manifest(new_dir, Manifest(
+        name="model-v2", version="v2", base_model=base_model_dir.name,
+        prompt=PromptRef(template=template.name, version=template.version)))
     old = start_engine(base_model_dir, free_port(8300), EngineSettings())
     url = make_gateway(engine_urls=[old.url], cache_size=0)
     state = ServeState(url, -1, [old])

@@ -137,8 +137,8 @@ def test_every_copy_source_exists_and_passes_dockerignore(stages: dict[str, Stag
                 continue
             for source in argv[:-1]:
                 sources.add(source.rstrip("/"))
-    assert {"pyproject.toml", "hardware", "preprocessing", "training", "inference",
-            "loadtest"} <= sources
+    assert {"pyproject.toml", "commandline", "hardware", "model_contract", "model_registry",
+            "preprocessing", "training", "inference", "loadtest"} <= sources
     for source in sources:
         assert (ROOT / source).exists(), f"COPY source {source} does not exist"
         assert source in allowed, f"COPY source {source} is excluded by .dockerignore"

@@ -25,7 +25,8 @@ from packaging.utils import canonicalize_name
 
 from tests.infra.deploytools import ROOT
 
-PROJECT = {"hardware", "preprocessing", "training", "inference", "loadtest"}
+PROJECT = {"commandline", "hardware", "model_contract", "model_registry", "preprocessing",
+           "training", "inference", "loadtest"}
 PROJECT_DIST = "paper-classifier"
 
 
@@ -179,7 +180,7 @@ def engine_image_imports() -> set[str]:
     # `python -m inference engine` (which then execs vLLM) and `... fetch-model`.
     return third_party_imports([
         ("inference.__main__", True), ("inference.cli", True), ("inference.engine", False),
-        ("inference.models", False), ("inference.fetch_model", False),
+        ("model_contract.layout", False), ("inference.fetch_model", False),
     ])
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loadtest import flops
 from loadtest.bench import full_abstract_renderer
-from preprocessing.prompts import PromptRenderer
+from model_contract.layout import load_renderer
 
 
 def test_parameter_counts_of_the_embedded_model(base_model_dir: Path) -> None:
@@ -24,7 +24,7 @@ def test_parameter_counts_of_the_embedded_model(base_model_dir: Path) -> None:
 
 def test_baseline_prompt_is_the_served_prompt_with_the_whole_abstract(
         base_model_dir: Path) -> None:
-    served = PromptRenderer.from_model_dir(base_model_dir)
+    served = load_renderer(base_model_dir)
     full = full_abstract_renderer(base_model_dir)
     abstract = " ".join(f"word{i}" for i in range(600))  # far beyond any abstract cap
     capped, uncapped = served.render("A title", abstract), full.render("A title", abstract)

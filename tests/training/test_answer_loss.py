@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from model_contract.layout import load_renderer
 from preprocessing.papers import Paper
-from preprocessing.prompts import PromptRenderer
 from training.answer_loss import answer_loss
 from training.data import IGNORE, encode_example
 
@@ -15,7 +15,7 @@ from training.data import IGNORE, encode_example
 def _batch(base_model_dir: Path, eos: int | None) -> dict:
     import torch
 
-    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
     papers = [Paper("1", "Glioma grading", "MRI of brain tumours in adults.", "cancer"),
               Paper("2", "Asthma in children", "A cohort study " * 30, "non_cancer")]
     rows = [encode_example(renderer, p, eos) for p in papers]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.prompts import PromptRenderer
+from model_contract.layout import load_renderer
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_base_model_answers_a_prompt(base_model_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32).eval()
     assert model.config.num_hidden_layers == 30 and model.config.vocab_size == 49152
-    renderer = PromptRenderer.from_model_dir(base_model_dir)
+    renderer = load_renderer(base_model_dir)
     prompt = renderer.render("Breast cancer incidence in 2020",
                              "We report breast cancer incidence and mortality.").text
     ids = tokenizer(prompt, return_tensors="pt")

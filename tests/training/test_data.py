@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from model_contract.layout import load_renderer
 from preprocessing.papers import Paper
-from preprocessing.prompts import PromptRenderer
 from training.data import IGNORE, balanced_subset, encode_example
 
 PAPER = Paper(id="1", title="Tumour suppressors in mice", label="cancer",
@@ -16,7 +16,7 @@ PAPER = Paper(id="1", title="Tumour suppressors in mice", label="cancer",
 def test_example_is_prompt_tokens_then_answer(base_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
     example = encode_example(renderer, PAPER)
     prompt = renderer.render(PAPER.title, PAPER.abstract).text
     # The ids vLLM computes from the served text (its tokenizer, special tokens on).
@@ -27,7 +27,7 @@ def test_example_is_prompt_tokens_then_answer(base_model_dir: Path) -> None:
 
 
 def test_eos_is_appended_and_trained_when_asked(base_model_dir: Path) -> None:
-    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
     no = Paper(id="2", title="Asthma", abstract="Airways.", label="non_cancer")
     example = encode_example(renderer, no, eos_id=2)
     assert example["input_ids"][-2:] == [renderer.label_token_ids["non_cancer"], 2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.prompts import PromptRenderer
+from model_contract.layout import load_renderer
 from training.data import load_papers
 from training.scoring import score_papers
 
@@ -21,7 +21,7 @@ PROB_TOL = 0.07
 
 
 def _both(model: Path, papers: list) -> tuple[list, list]:
-    renderer = PromptRenderer.from_model_dir(model, "cancer-yn-short")
+    renderer = load_renderer(model, "cancer-yn-short")
     by_vllm, _ = score_papers(model, papers, renderer, engine="vllm")
     by_hf, _ = score_papers(model, papers, renderer, engine="transformers")
     return by_vllm, by_hf
@@ -54,7 +54,7 @@ def test_fast_forward_equals_a_plain_forward(base_model_dir: Path, processed_dir
     from training.scoring.transformers_forward import label_logprobs, load_model
 
     model = load_model(base_model_dir, dtype="float32")
-    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
     label_ids = list(renderer.label_token_ids.values())
     batch = [renderer.tokenizer.encode(renderer.render(p.title, p.abstract).text).ids
              for p in load_papers(processed_dir, "test", 4, seed=2)]

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 from pydantic import ValidationError
 
-from preprocessing.prompts import TEMPLATES
+from model_contract.prompts import TEMPLATES
 from training.recipe import DEFAULT_RECIPE, RECIPES_DIR, Recipe, load_recipe
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from model_contract.layout import load_renderer
+from model_contract.prompts import FRAME_FILE
 from preprocessing.papers import LABELS
-from preprocessing.prompts import FRAME_FILE, PromptRenderer
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ def test_merged_directory_is_complete(smoke_run: dict, processed_dir: Path) -> N
     assert manifest["metrics"]["after"]["accuracy"] == smoke_run["after"]["accuracy"]
     assert manifest["metrics"]["before"]["n"] == 8
     # Serving renders through the manifest's template.
-    assert PromptRenderer.from_model_dir(merged).template.name == "cancer-yn-short"
+    assert load_renderer(merged).template.name == "cancer-yn-short"
 
 
 def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -> None:
@@ -53,7 +54,7 @@ def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -
 
     from training.scoring.transformers_forward import load_model
 
-    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
     ids = torch.tensor([renderer.tokenizer.encode(
         renderer.render("Lung cancer screening", "Low-dose CT in smokers.").text).ids])
     adapter = smoke_run["run_dir"] / "adapter"

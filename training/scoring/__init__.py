@@ -1,7 +1,7 @@
 """Label probabilities of a model on papers, one forward pass each, by one of two engines:
 vLLM's offline engine (what serving runs; merged models only) or a batched transformers forward
 (any model, with or without a LoRA adapter). Both renormalise the next-token distribution over
-the label tokens, through `preprocessing.scoring.score_from_logprobs`."""
+the label tokens, through `model_contract.reading.score_from_logprobs`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+from model_contract.prompts import PromptRenderer
+from model_contract.reading import LabelScore
 from preprocessing.papers import Paper
-from preprocessing.prompts import PromptRenderer
-from preprocessing.scoring import LabelScore
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from model_contract.prompts import PromptRenderer
+from model_contract.reading import LabelScore, score_from_logprobs
 from preprocessing.papers import Paper
-from preprocessing.prompts import PromptRenderer
-from preprocessing.scoring import LabelScore, score_from_logprobs
 
 
 def load_model(model_dir: Path | str, adapter: Path | None = None, dtype: str | None = None):

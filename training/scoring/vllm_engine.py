@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hardware.cpus import usable_cores
+from model_contract.prompts import PromptRenderer
+from model_contract.reading import LabelScore, sampling_params, score_from_logprobs
 from preprocessing.papers import Paper
-from preprocessing.prompts import PromptRenderer
-from preprocessing.scoring import LabelScore, sampling_params, score_from_logprobs
 
 log = logging.getLogger(__name__)
 

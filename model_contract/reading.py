@@ -7,7 +7,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from preprocessing.prompts import PromptRenderer
+from model_contract.prompts import PromptRenderer
 
 
 @dataclass(frozen=True)

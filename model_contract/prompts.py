@@ -36,7 +36,7 @@ class PromptTemplate:
     # Of a capped abstract, how many tokens come from its end (the conclusion, which often
     # names the disease) instead of its start; 0 keeps the start only.
     abstract_tail_tokens: int = 0
-    # When the capped read is unsure (see preprocessing.scoring.needs_reread), serving reads
+    # When the capped read is unsure (see model_contract.reading.needs_reread), serving reads
     # the paper again with this many abstract tokens (the whole abstract, in practice); None:
     # never. Part of the version, since it changes what the model sees.
     reread_abstract_cap: int | None = None
@@ -115,7 +115,8 @@ TEMPLATES: dict[str, PromptTemplate] = {
 DEFAULT_TEMPLATE = "cancer-yn-short"
 
 
-def get_template(name: str) -> PromptTemplate:
+def get_template(name: str = DEFAULT_TEMPLATE) -> PromptTemplate:
+    """Raises KeyError naming the known templates when `name` is not one."""
     try:
         return TEMPLATES[name]
     except KeyError:
@@ -168,15 +169,11 @@ class PromptRenderer:
         }
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, template_name: str | None = None) -> PromptRenderer:
-        """Template from the argument, else the model's manifest, else the default."""
-        if template_name is None:
-            manifest = model_dir / "manifest.json"
-            if manifest.exists():
-                template_name = json.loads(manifest.read_text())["prompt"]["template"]
-        template = get_template(template_name or DEFAULT_TEMPLATE)
-        frame = json.loads((model_dir / FRAME_FILE).read_text())["frame"]
-        return cls(template, frame, Tokenizer.from_file(str(model_dir / "tokenizer.json")))
+    def from_files(cls, template: PromptTemplate, frame_file: Path,
+                   tokenizer_file: Path) -> PromptRenderer:
+        """From a stored chat frame (`prompt_frame.json`) and a `tokenizer.json`."""
+        frame = json.loads(frame_file.read_text())["frame"]
+        return cls(template, frame, Tokenizer.from_file(str(tokenizer_file)))
 
     def _single_token(self, word: str) -> int:
         ids = self.tokenizer.encode(word, add_special_tokens=False).ids
@@ -243,6 +240,3 @@ class PromptRenderer:
         empty = self.count_tokens(self.render("", "").text)
         caps = self.template.title_token_cap + (self.template.abstract_token_cap or 4096)
         return empty + caps + 8
-
-    def answer_label(self, token_id: int) -> str:
-        return next(label for label, tid in self.label_token_ids.items() if tid == token_id)

@@ -48,7 +48,6 @@ __all__ = [
     "publish_command",
     "verify_dir",
     "version_prefix",
-    "version_uri",
 ]
 
 
@@ -85,10 +84,6 @@ def _check_segment(kind: str, value: str) -> str:
 def version_prefix(name: str, version: str) -> str:
     """``models/NAME/VERSION/`` (with the trailing slash)."""
     return f"{MODELS_PREFIX}/{_check_segment('name', name)}/{_check_segment('version', version)}/"
-
-
-def version_uri(bucket: str, name: str, version: str) -> str:
-    return f"s3://{bucket}/{version_prefix(name, version)}"
 
 
 def _client(endpoint_url: str | None) -> Any:

@@ -2,12 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.prompts import TEMPLATES, PromptRenderer
+from model_contract.layout import load_renderer
+from model_contract.prompts import TEMPLATES, PromptRenderer
 
 
 @pytest.fixture(scope="module")
 def renderer(base_model_dir: Path) -> PromptRenderer:
-    return PromptRenderer.from_model_dir(base_model_dir)
+    return load_renderer(base_model_dir)
 
 
 def test_label_words_are_single_distinct_tokens(renderer: PromptRenderer) -> None:
@@ -23,7 +24,7 @@ def test_render_uses_chat_template_and_puts_instruction_first(renderer) -> None:
 
 
 def test_abstract_cap_truncates_at_token_boundary(base_model_dir: Path) -> None:
-    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
     cap = renderer.template.abstract_token_cap
     long_abstract = " ".join(f"word{i}" for i in range(2000))
     short = renderer.render("T", "short abstract")
@@ -38,15 +39,15 @@ def test_abstract_cap_truncates_at_token_boundary(base_model_dir: Path) -> None:
 def test_training_and_serving_render_identically(base_model_dir: Path) -> None:
     # Two independently loaded renderers (as training and the gateway load them) agree byte
     # for byte, including on odd input.
-    a = PromptRenderer.from_model_dir(base_model_dir)
-    b = PromptRenderer.from_model_dir(base_model_dir)
+    a = load_renderer(base_model_dir)
+    b = load_renderer(base_model_dir)
     for title, abstract in [("T", "A"), ("Ünïcode  title\t", "line1\nline2 \x07 ctrl"),
                             ("癌症研究", "肿瘤 " * 500)]:
         assert a.render(title, abstract) == b.render(title, abstract)
 
 
 def test_head_and_tail_cap_keeps_both_ends_of_the_abstract(base_model_dir: Path) -> None:
-    renderer = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-headtail")
+    renderer = load_renderer(base_model_dir, "cancer-yn-headtail")
     template = renderer.template
     words = [f"word{i}" for i in range(2000)]
     long = renderer.render("T", " ".join(words))
@@ -77,7 +78,7 @@ def test_template_versions_are_unique_and_include_caps() -> None:
 
 
 def test_reread_renderer_reads_more_of_the_abstract(base_model_dir: Path) -> None:
-    first = PromptRenderer.from_model_dir(base_model_dir, "cancer-yn-short")
+    first = load_renderer(base_model_dir, "cancer-yn-short")
     second = first.reread_renderer()
     assert second is not None and second.reread_renderer() is None
     assert second.template.abstract_token_cap == first.template.reread_abstract_cap
@@ -102,12 +103,12 @@ def test_capping_from_the_beginning_only_matches_tokenizing_everything(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Every paper of every split, rendered with the hot path's shortcut (tokenize only the
     # text's beginning) and without it: byte for byte the same prompts.
-    from preprocessing import prompts
+    from model_contract import prompts
     from preprocessing.dataset import read_split
 
     papers = [p for split in ("train", "validation", "test")
               for p in read_split(processed_dir, split)]
-    first = PromptRenderer.from_model_dir(base_model_dir, template)
+    first = load_renderer(base_model_dir, template)
     renderers = [first] + ([second] if (second := first.reread_renderer()) else [])
     fast = [r.render(p.title, p.abstract) for r in renderers for p in papers]
     shortcuts = sum(r._head_if_longer(" ".join(p.abstract.split()),

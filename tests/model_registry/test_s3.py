@@ -16,8 +16,8 @@ from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from inference.fetch_model import fetch_model_command
-from training import registry
-from training.registry import (
+from model_registry import s3 as registry
+from model_registry.s3 import (
     ChecksumMismatchError,
     VersionExistsError,
     VersionNotFoundError,
