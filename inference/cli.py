@@ -145,11 +145,11 @@ def deploy_model(
 
 
 def _register_fetch_model() -> None:
-    from inference.fetch_model import fetch_model_command
+    from model_registry.cli import fetch_command
 
     app.command("fetch-model", help="Download a published model version from the model "
                 "bucket and verify every checksum (the engine's init container).")(
-        fetch_model_command)
+        fetch_command)
 
 
 _register_fetch_model()

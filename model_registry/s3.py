@@ -7,8 +7,8 @@ size). It is written last, so its presence marks a version as complete and publi
 version prefix that has one is never written again. ``fetch`` trusts nothing it downloads
 until every file matches that list, and only then moves the directory into place.
 
-Only the standard library, boto3, tqdm and typer are imported here (no torch): the engine's
-init container runs ``fetch`` through ``python -m inference fetch-model``.
+Only the standard library, boto3 and tqdm are imported here (no torch): the engine's init
+container runs ``fetch`` through ``python -m inference fetch-model`` (`model_registry.cli`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import re
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Any
 
 import boto3
-import typer
 from botocore.exceptions import ClientError
 from tqdm import tqdm
 
@@ -45,7 +44,6 @@ __all__ = [
     "fetch",
     "is_published",
     "publish",
-    "publish_command",
     "verify_dir",
     "version_prefix",
 ]
@@ -343,49 +341,3 @@ def fetch(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-# --------------------------------------------------------------------------- CLI
-
-# Options shared by `training publish` and `inference fetch-model`.
-BucketOption = Annotated[
-    str, typer.Option("--bucket", envvar="MODEL_BUCKET", help="Model bucket (S3).")
-]
-NameOption = Annotated[
-    str, typer.Option("--name", envvar="MODEL_NAME", help="Model name: models/NAME/...")
-]
-EndpointOption = Annotated[
-    str | None,
-    typer.Option("--endpoint-url", help="S3 endpoint override (boto3 also honours "
-                 "AWS_ENDPOINT_URL)."),
-]
-
-
-def publish_command(
-    model_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="Merged model directory to publish (every file under it is uploaded).",
-            exists=True,
-            file_okay=False,
-            dir_okay=True,
-            readable=True,
-        ),
-    ],
-    bucket: BucketOption,
-    name: NameOption,
-    version: Annotated[
-        str,
-        typer.Option(
-            "--version", envvar="MODEL_VERSION", help="Version to create: models/NAME/VERSION/."
-        ),
-    ],
-    endpoint_url: EndpointOption = None,
-) -> None:
-    """Publish a model directory as an immutable version, checksums.json written last."""
-    try:
-        uri = publish(model_dir, bucket, name, version, endpoint_url=endpoint_url)
-    except (RegistryError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1) from err
-    typer.echo(uri)

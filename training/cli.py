@@ -189,7 +189,7 @@ def run(
 
 
 def _register_publish() -> None:
-    from model_registry.s3 import publish_command
+    from model_registry.cli import publish_command
 
     app.command("publish", help="Upload a merged model directory to s3://BUCKET/models/NAME/"
                 "VERSION/ with sha256 checksums; refuses to overwrite a version.")(publish_command)

@@ -172,7 +172,7 @@ def gateway_image_imports() -> set[str]:
     return third_party_imports([
         ("inference.__main__", True), ("inference.cli", True),
         ("inference.gateway.app", False), ("inference.gateway.logs", False),
-        ("inference.gateway.settings", False), ("inference.fetch_model", False),
+        ("inference.gateway.settings", False), ("model_registry.cli", False),
     ]) | {"uvicorn"}
 
 
@@ -180,7 +180,7 @@ def engine_image_imports() -> set[str]:
     # `python -m inference engine` (which then execs vLLM) and `... fetch-model`.
     return third_party_imports([
         ("inference.__main__", True), ("inference.cli", True), ("inference.engine", False),
-        ("model_contract.layout", False), ("inference.fetch_model", False),
+        ("model_contract.layout", False), ("model_registry.cli", False),
     ])
 
 

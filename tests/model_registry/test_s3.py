@@ -15,15 +15,14 @@ import typer
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
-from inference.fetch_model import fetch_model_command
 from model_registry import s3 as registry
+from model_registry.cli import fetch_command, publish_command
 from model_registry.s3 import (
     ChecksumMismatchError,
     VersionExistsError,
     VersionNotFoundError,
     fetch,
     publish,
-    publish_command,
 )
 
 BIG = 9 * 1024 * 1024  # above boto3's 8 MiB multipart threshold
@@ -272,7 +271,7 @@ def test_cli_commands_take_env_defaults(
 ) -> None:
     app = typer.Typer()
     app.command("publish")(publish_command)
-    app.command("fetch-model")(fetch_model_command)
+    app.command("fetch-model")(fetch_command)
     runner = CliRunner()
     model = _write_model(tmp_path / "model")
     monkeypatch.setenv("MODEL_BUCKET", bucket)
