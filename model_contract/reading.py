@@ -46,7 +46,7 @@ def score_from_logprobs(renderer: PromptRenderer, logprobs: Mapping[int, float])
 def needs_reread(score: LabelScore, truncated: bool, below: float) -> bool:
     """Read again, longer, when the capped read cut the paper and is less sure than `below`.
     On the validation split, re-reading below 0.98 took the fine-tuned model from 95.0 % to
-    98.75 % while re-reading 15 % of papers (README, Performance)."""
+    98.75 % while re-reading 15 % of papers (CHANGELOG.md, 2026-11-25)."""
     return truncated and score.probability < below
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from model_contract.layout import load_renderer
+from model_contract.reading import score_from_logprobs
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +31,14 @@ def test_base_model_answers_a_prompt(base_model_dir: Path) -> None:
     # The instruct model answers the yes/no question (capitalised: fine-tuning teaches the
     # template's lowercase label words).
     assert answer.split()[0].strip(",.").lower() in {"yes", "no"}, answer
-    label_ids = list(renderer.label_token_ids.values())
-    probs = torch.softmax(logits[label_ids], -1)
-    assert math.isclose(float(probs.sum()), 1.0, rel_tol=1e-5)
+    # The serving rule (renormalise the label tokens' log-probabilities over the whole
+    # vocabulary) equals a softmax over the two label logits alone.
+    label_ids = renderer.label_token_ids
+    logprobs = torch.log_softmax(logits, -1)
+    score = score_from_logprobs(renderer, {t: float(logprobs[t]) for t in label_ids.values()})
+    two_way = torch.softmax(logits[[label_ids["cancer"], label_ids["non_cancer"]]], -1)
+    assert math.isclose(score.cancer_probability, float(two_way[0]), abs_tol=1e-5)
+    assert score.label == ("cancer" if two_way[0] >= 0.5 else "non_cancer")
     # The label words are among the tokens the untuned model considers at all.
     top = torch.topk(logits, 200).indices.tolist()
-    assert all(t in top for t in label_ids)
+    assert all(t in top for t in label_ids.values())

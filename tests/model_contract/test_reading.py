@@ -1,0 +1,65 @@
+"""The label rule and the two-read decision, on the real renderer with a scripted engine."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from model_contract.layout import load_renderer
+from model_contract.prompts import PromptRenderer
+from model_contract.reading import LabelScore, needs_reread, read_paper, score_from_logprobs
+
+IDS = SimpleNamespace(label_token_ids={"cancer": 10, "non_cancer": 20})
+
+
+def test_label_probabilities_are_renormalised_over_the_label_tokens() -> None:
+    score = score_from_logprobs(IDS, {10: math.log(0.3), 20: math.log(0.1), 99: math.log(0.6)})
+    assert score.label == "cancer" and score.cancer_probability == pytest.approx(0.75)
+    assert score.probability == pytest.approx(0.75)
+    score = score_from_logprobs(IDS, {10: math.log(0.1), 20: math.log(0.3)})
+    assert (score.label, score.probability) == ("non_cancer", pytest.approx(0.75))
+
+
+def test_a_missing_label_counts_as_zero_and_none_is_an_error() -> None:
+    assert score_from_logprobs(IDS, {20: -0.1}).cancer_probability == 0.0
+    with pytest.raises(ValueError, match="no label token"):
+        score_from_logprobs(IDS, {99: -0.1})
+
+
+@pytest.mark.parametrize(("probability", "truncated", "expected"), [
+    (0.97, True, True), (0.99, True, False), (0.5, False, False)])
+def test_only_cut_and_unsure_reads_are_read_again(probability: float, truncated: bool,
+                                                  expected: bool) -> None:
+    score = LabelScore("cancer", probability, probability)
+    assert needs_reread(score, truncated, below=0.98) is expected
+
+
+def _read(renderer: PromptRenderer, abstract: str, first_p: float) -> tuple[LabelScore, bool,
+                                                                           bool, list[str]]:
+    sent: list[str] = []
+
+    async def score(r: PromptRenderer, prompt: str) -> LabelScore:
+        sent.append(r.template.version)
+        p = first_p if len(sent) == 1 else 0.2
+        return LabelScore("cancer" if p >= 0.5 else "non_cancer", max(p, 1 - p), p)
+
+    first = renderer
+    result = asyncio.run(read_paper(first, first.reread_renderer(), "A title", abstract, 0.98,
+                                    score))
+    return (*result, sent)
+
+
+def test_the_second_read_decides_when_the_first_is_cut_and_unsure(base_model_dir: Path) -> None:
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
+    long_abstract = "tumour growth " * 400
+    result, truncated, reread, sent = _read(renderer, long_abstract, first_p=0.9)
+    assert reread and sent == [renderer.template.version, renderer.reread_renderer()
+                               .template.version]
+    assert result.cancer_probability == 0.2 and not truncated  # the full read was not cut
+    # Sure, or not cut: one read only.
+    assert _read(renderer, long_abstract, first_p=0.995)[2] is False
+    assert _read(renderer, "Short abstract.", first_p=0.6)[2] is False
