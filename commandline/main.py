@@ -19,7 +19,8 @@ app.add_typer(training_app, name="training",
               help="Base model, LoRA fine-tune, evaluate, merge, report, publish "
               "(python -m training).")
 app.add_typer(inference_app, name="inference",
-              help="vLLM engine, gateway, local serving, bulk classification (python -m inference).")
+              help="vLLM engine, gateway, local serving, bulk classification "
+              "(python -m inference).")
 app.add_typer(loadtest_app, name="loadtest",
               help="Locust load test with SLOs, side-by-side benchmark (python -m loadtest).")
 

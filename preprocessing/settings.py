@@ -15,8 +15,9 @@ class PreprocessSettings(BaseSettings):
 
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder of labelled papers: "
                            "Cancer/*.txt and Non-Cancer/*.txt, one paper per file")
-    out_dir: Path = Field(PROJECT_ROOT / "data" / "processed", description="Output folder for "
-                          "train/validation/test.parquet and summary.json")
+    out_dir: Path = Field(PROJECT_ROOT / "data" / "processed", description="Folder of the "
+                          "processed dataset: train/validation/test.parquet and summary.json "
+                          "(written by preprocessing, read by training)")
     seed: int = Field(42, description="Seed of the stratified split")
     val_frac: float = Field(0.1, gt=0, lt=0.5, description="Share of each label for validation")
     test_frac: float = Field(0.2, gt=0, lt=0.5, description="Share of each label for test")

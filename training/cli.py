@@ -1,15 +1,25 @@
-"""python -m training: base model, fine-tune, evaluate, merge, report, publish."""
+"""python -m training: base model, fine-tune, evaluate, merge, report, publish.
+
+Reads the processed dataset of `python -m preprocessing`; writes under the models folder
+(models/runs/<run>/ and the models/latest link). Machine-dependent options also come from
+TRAINING_* environment variables (training/settings.py); hyper-parameters come from the recipe
+(training/recipes/*.toml, changed per run with --set)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from commandline.options import option, settings_from
 from model_contract.layout import EMBEDDED_SPEC, SERVED_NAME
+from preprocessing.settings import PreprocessSettings
+from training.settings import TrainingSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+T = TrainingSettings
 
 
 @app.callback()
@@ -17,24 +27,25 @@ def _setup() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
 
-@app.command("base-model")
-def base_model(
-    model: str = typer.Option(EMBEDDED_SPEC, help=f"'{EMBEDDED_SPEC}', an HF directory or hub id"),
-    models_dir: Path = typer.Option(Path("models"), help="Where materialised models live"),
-) -> None:
-    """Materialise the base model as an HF safetensors directory (cached: a second call is
-    instant) and print its path."""
-    from training.base_model import resolve_base_model
+# Options shared by several commands. Those backed by a settings field take their default and
+# help from it (None = not given: the environment variable, else the field's default).
+ModelsDirOpt = Annotated[Path | None, option(T, "models_dir", "--models-dir")]
+DataDirOpt = Annotated[Path | None, option(PreprocessSettings, "out_dir", "--data-dir")]
+BackendOpt = Annotated[str | None, option(T, "backend", "--backend")]
+EngineOpt = Annotated[str | None, option(T, "scoring_engine", "--engine")]
+RecipeOpt = Annotated[Path | None, typer.Option(
+    "--recipe", help="Recipe TOML: base model, prompt template, LoRA and training "
+    "hyper-parameters (default: training/recipes/smollm2-135m.toml)")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override one recipe value as dotted.key=TOML value, e.g. "
+    "--set train.max_steps=4 --set template=cancer-yn (repeatable)")]
+BaseOpt = Annotated[str | None, typer.Option(
+    "--base", help="Base model: 'embedded:...', an HF directory or hub id (default: the "
+    "recipe's base_model)")]
 
-    typer.echo(resolve_base_model(model, models_dir))
 
-
-# ---- fine-tuning stage (recipe -> adapter -> merged model -> report) -------------------------
-
-def _data_dir_default() -> Path:
-    from preprocessing.settings import PreprocessSettings
-
-    return PreprocessSettings().out_dir
+def _data_dir(given: Path | None) -> Path:
+    return settings_from(PreprocessSettings, out_dir=given).out_dir
 
 
 def _parse_value(raw: str) -> object:
@@ -55,58 +66,95 @@ def _recipe(path: Path | None, overrides: list[str] | None):
         if not sep:
             raise typer.BadParameter(f"--set wants key=value, got {item!r}")
         pairs[key.strip()] = _parse_value(value.strip())
-    return load_recipe(path, pairs)
+    try:
+        return load_recipe(path, pairs)
+    except KeyError as err:  # an unknown dotted key
+        raise typer.BadParameter(f"--set: {err.args[0]}") from None
+    except ValueError as err:  # pydantic's ValidationError: a value of the wrong kind
+        raise typer.BadParameter(f"recipe: {err}") from None
 
 
-RecipeOpt = typer.Option(None, "--recipe", help="Recipe TOML (default: the SmolLM2 recipe)")
-SetOpt = typer.Option(None, "--set", help="Override a recipe value: train.max_steps=4 (repeat)")
-DataOpt = typer.Option(None, "--data-dir", help="Processed dataset (default: data/processed)")
-ModelsDirOpt = typer.Option(Path("models"), "--models-dir", help="Where models and runs live")
+@app.command("base-model")
+def base_model(
+    model: Annotated[str, typer.Option(
+        help=f"'{EMBEDDED_SPEC}' (the SmolLM2-135M-Instruct shipped as GGUF), an HF "
+        "directory or a hub id")] = EMBEDDED_SPEC,
+    models_dir: ModelsDirOpt = None,
+) -> None:
+    """Materialise the base model as an HF safetensors directory under the models folder and
+    print its path. Cached: a second call is instant. An HF directory or hub id is printed as
+    it is (transformers loads it directly)."""
+    from training.base_model import resolve_base_model
+
+    settings = settings_from(T, models_dir=models_dir)
+    typer.echo(resolve_base_model(model, settings.models_dir))
+
+
+# ---- fine-tuning stage (recipe -> adapter -> merged model -> report) -------------------------
 
 
 @app.command()
 def finetune(
-    recipe_path: Path | None = RecipeOpt,
-    overrides: list[str] | None = SetOpt,
-    base: str | None = typer.Option(None, help="Base model (default: the recipe's)"),
-    data_dir: Path | None = DataOpt,
-    models_dir: Path = ModelsDirOpt,
-    out: Path | None = typer.Option(None, help="Output dir (default: models/runs/<recipe>)"),
-    backend: str = typer.Option("auto", help="auto | unsloth | peft"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint"),
+    recipe_path: RecipeOpt = None,
+    overrides: SetOpt = None,
+    base: BaseOpt = None,
+    data_dir: DataDirOpt = None,
+    models_dir: ModelsDirOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run directory to write adapter/ and checkpoints/ into (default: "
+        "MODELS_DIR/runs/<recipe name>)")] = None,
+    backend: BackendOpt = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from the newest checkpoint in OUT/checkpoints instead of "
+        "starting over")] = False,
 ) -> None:
-    """LoRA fine-tune on the train split (loss on the answer token, validation loss logged)."""
+    """LoRA fine-tune the base model on the train split (loss on the answer token only,
+    validation loss logged every eval_steps). Reads DATA_DIR/{train,validation}.parquet;
+    writes OUT/adapter (a standard peft adapter) and OUT/checkpoints; prints the backend, the
+    steps and the training time in seconds."""
     from training.base_model import resolve_base_model
     from training.finetune import finetune as run_finetune
 
+    settings = settings_from(T, models_dir=models_dir, backend=backend)
     recipe = _recipe(recipe_path, overrides)
-    base_dir = resolve_base_model(base or recipe.base_model, models_dir)
-    out_dir = out or models_dir / "runs" / recipe.name
-    result = run_finetune(recipe, base_dir, data_dir or _data_dir_default(), out_dir,
-                          backend=backend, resume=resume)  # type: ignore[arg-type]
+    base_dir = resolve_base_model(base or recipe.base_model, settings.models_dir)
+    out_dir = out or settings.models_dir / "runs" / recipe.name
+    result = run_finetune(recipe, base_dir, _data_dir(data_dir), out_dir,
+                          backend=settings.backend, resume=resume)
     typer.echo(f"backend={result.backend} steps={result.global_step} "
                f"seconds={result.train_seconds:.0f} adapter={result.adapter_dir}")
 
 
 @app.command()
 def evaluate(
-    model: str = typer.Option(..., help="Model directory (base or merged) or hub id"),
-    adapter: Path | None = typer.Option(None, help="LoRA adapter on top of --model"),
-    split: str = typer.Option("test", help="train | validation | test"),
-    data_dir: Path | None = DataOpt,
-    engine: str = typer.Option("auto", help="auto | vllm | transformers"),
-    template: str | None = typer.Option(None, help="Prompt template (default: the model's)"),
-    limit: int | None = typer.Option(None, help="Balanced subset of this many papers"),
-    seed: int = typer.Option(42),
-    out: Path | None = typer.Option(None, help="Write the full result (with predictions) here"),
+    model: Annotated[str, typer.Option(
+        help="Model to score: a model directory (base or merged) or a hub id")],
+    adapter: Annotated[Path | None, typer.Option(
+        help="LoRA adapter directory applied on top of --model (needs --engine "
+        "transformers or auto)")] = None,
+    split: Annotated[str, typer.Option(help="Split to score: train | validation | test")] = "test",
+    data_dir: DataDirOpt = None,
+    engine: EngineOpt = None,
+    template: Annotated[str | None, typer.Option(
+        help="Prompt template name (default: the one finetune recorded beside --adapter, "
+        "else the model's)")] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Score a label-balanced subset of this many papers instead of the whole "
+        "split")] = None,
+    seed: Annotated[int, typer.Option(help="Seed that draws the --limit subset")] = 42,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the full result (metrics and every prediction) as JSON here")] = None,
 ) -> None:
-    """Score a split by the label-token probabilities (one forward pass per paper)."""
+    """Score a split by the label-token probabilities (one forward pass per paper) and print
+    accuracy, macro F1, ECE, ROC-AUC and the wall time in seconds as one JSON line. Reads
+    DATA_DIR/<split>.parquet; writes only --out."""
     import json
 
     from training.evaluate import evaluate_split, headline
 
-    result = evaluate_split(model, data_dir or _data_dir_default(), split, adapter, template,
-                            engine, limit, seed)  # type: ignore[arg-type]
+    settings = settings_from(T, scoring_engine=engine)
+    result = evaluate_split(model, _data_dir(data_dir), split, adapter, template,
+                            settings.scoring_engine, limit, seed)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
@@ -115,19 +163,29 @@ def evaluate(
 
 @app.command()
 def merge(
-    adapter: Path = typer.Option(..., help="Adapter directory written by finetune"),
-    out: Path = typer.Option(..., help="Merged model directory to write"),
-    recipe_path: Path | None = RecipeOpt,
-    overrides: list[str] | None = SetOpt,
-    base: str | None = typer.Option(None, help="Base model (default: the recipe's)"),
-    data_dir: Path | None = DataOpt,
-    models_dir: Path = ModelsDirOpt,
-    before: Path | None = typer.Option(None, help="evaluate --out JSON of the base model"),
-    after: Path | None = typer.Option(None, help="evaluate --out JSON of the tuned model"),
-    name: str = typer.Option(SERVED_NAME, help="Model name in the manifest"),
-    version: str | None = typer.Option(None, help="Version (default: a UTC timestamp)"),
+    adapter: Annotated[Path, typer.Option(
+        help="Adapter directory written by finetune (RUN/adapter)")],
+    out: Annotated[Path, typer.Option(help="Merged model directory to write")],
+    recipe_path: RecipeOpt = None,
+    overrides: SetOpt = None,
+    base: BaseOpt = None,
+    data_dir: DataDirOpt = None,
+    models_dir: ModelsDirOpt = None,
+    before: Annotated[Path | None, typer.Option(
+        help="`evaluate --out` JSON of the base model: its headline metrics go into the "
+        "manifest")] = None,
+    after: Annotated[Path | None, typer.Option(
+        help="`evaluate --out` JSON of the tuned model: its headline metrics go into the "
+        "manifest")] = None,
+    name: Annotated[str, typer.Option(
+        help="Model name recorded in manifest.json (the name it is published and served "
+        "under)")] = SERVED_NAME,
+    version: Annotated[str | None, typer.Option(
+        help="Version recorded in manifest.json (default: a UTC timestamp)")] = None,
 ) -> None:
-    """Merge the adapter into bf16 base weights; write tokenizer, prompt frame, manifest."""
+    """Merge the adapter into the bf16 base weights and write a servable model directory:
+    safetensors weights, tokenizer, prompt_frame.json and manifest.json (recipe, dataset
+    fingerprint of DATA_DIR, metrics). Prints the manifest's path."""
     import json
 
     from model_contract.manifest import write_manifest
@@ -135,19 +193,25 @@ def merge(
     from training.evaluate import headline
     from training.merge import build_manifest, merge_adapter
 
+    settings = settings_from(T, models_dir=models_dir)
     recipe = _recipe(recipe_path, overrides)
     base_model = base or recipe.base_model
-    merge_adapter(resolve_base_model(base_model, models_dir), adapter, out)
+    merge_adapter(resolve_base_model(base_model, settings.models_dir), adapter, out)
     metrics = {tag: headline(json.loads(path.read_text())) if path else {}
                for tag, path in (("before", before), ("after", after))}
     manifest = build_manifest(recipe.with_overrides({"base_model": base_model}),
-                              data_dir or _data_dir_default(), metrics, name, version)
+                              _data_dir(data_dir), metrics, name, version)
     typer.echo(write_manifest(out, manifest))
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="A run directory (models/runs/<run>)")) -> None:
-    """(Re)write report.md and the figures of a run."""
+def report(
+    run_dir: Annotated[Path, typer.Argument(
+        help="A run directory (MODELS_DIR/runs/<run>) with eval_before.json and "
+        "eval_after.json")],
+) -> None:
+    """(Re)write RUN_DIR/report.md and its figures (*.png) from the JSON files a run left
+    there; prints the report's path."""
     from training.report import write_report
 
     typer.echo(write_report(run_dir))
@@ -156,17 +220,21 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (models/run
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def run(
     ctx: typer.Context,
-    models: list[str] | None = typer.Option(
-        None, "--models", help="Base models: --models A B (default: the recipe's)"),
-    recipe_path: Path | None = RecipeOpt,
-    overrides: list[str] | None = SetOpt,
-    data_dir: Path | None = DataOpt,
-    models_dir: Path = ModelsDirOpt,
-    backend: str = typer.Option("auto", help="auto | unsloth | peft"),
-    engine: str = typer.Option("auto", help="Scoring engine: auto | vllm | transformers"),
+    models: Annotated[list[str] | None, typer.Option(
+        "--models", help="Base models to fine-tune, each 'embedded:...', an HF directory or a "
+        "hub id: --models A B (default: the recipe's base_model)")] = None,
+    recipe_path: RecipeOpt = None,
+    overrides: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    models_dir: ModelsDirOpt = None,
+    backend: BackendOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
-    """base -> evaluate -> fine-tune -> merge -> evaluate -> report, per base model; points
-    models/latest at the newest merged model."""
+    """The whole chain per base model: materialise -> evaluate -> fine-tune -> merge ->
+    evaluate -> report. Writes MODELS_DIR/runs/<run>/{adapter,merged,report.md,*.png}, a
+    comparison table of the bases in MODELS_DIR/runs/comparison-<UTC time>.md, and points
+    MODELS_DIR/latest at the newest merged model. Prints accuracy before -> after, ECE and the
+    wall time in seconds per base."""
     import shlex
     import sys
     import time
@@ -174,25 +242,28 @@ def run(
     from training.run import run_many
 
     start = time.perf_counter()
+    settings = settings_from(T, models_dir=models_dir, backend=backend, scoring_engine=engine)
     recipe = _recipe(recipe_path, overrides)
     bases = [*(models or []), *(a for a in ctx.args if not a.startswith("-"))]
     command = "python -m training " + shlex.join(sys.argv[1:])
-    runs = run_many(bases or [recipe.base_model], recipe, data_dir or _data_dir_default(),
-                    models_dir, backend=backend, engine=engine, command=command)
+    runs = run_many(bases or [recipe.base_model], recipe, _data_dir(data_dir),
+                    settings.models_dir, backend=settings.backend,
+                    engine=settings.scoring_engine, command=command)
     for r in runs:
         a = r["after"]
         typer.echo(f"{r['base_model']}: accuracy {r['before']['accuracy']:.3f} -> "
                    f"{a['accuracy']:.3f}, ECE {a['ece']:.3f}, wall {r['total_seconds']:.0f} s, "
                    f"report {Path(r['merged_dir']).parent / 'report.md'}")
     typer.echo(f"total wall time: {time.perf_counter() - start:.0f} s; "
-               f"{models_dir / 'latest'} -> {runs[-1]['merged_dir']}")
+               f"{settings.models_dir / 'latest'} -> {runs[-1]['merged_dir']}")
 
 
 def _register_publish() -> None:
     from model_registry.cli import publish_command
 
     app.command("publish", help="Upload a merged model directory to s3://BUCKET/models/NAME/"
-                "VERSION/ with sha256 checksums; refuses to overwrite a version.")(publish_command)
+                "VERSION/ with sha256 checksums (checksums.json written last); refuses to "
+                "overwrite a version. Prints the version's URI.")(publish_command)
 
 
 _register_publish()

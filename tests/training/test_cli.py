@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from preprocessing.settings import PreprocessSettings
 from training.cli import app
+from training.settings import TrainingSettings
+
+WIDE = {"COLUMNS": "200"}
 
 
 @pytest.fixture
@@ -15,13 +19,16 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
     seen: dict = {}
 
     def fake_run_many(bases, recipe, data_dir, models_dir, backend, engine, command):
-        seen.update(bases=bases, recipe=recipe, models_dir=models_dir, backend=backend,
-                    engine=engine, command=command)
+        seen.update(bases=bases, recipe=recipe, data_dir=data_dir, models_dir=models_dir,
+                    backend=backend, engine=engine, command=command)
         after = {"accuracy": 0.9, "ece": 0.01}
         return [{"base_model": b, "before": {"accuracy": 0.5}, "after": after,
                  "total_seconds": 1.0, "merged_dir": f"/x/{b}/merged"} for b in bases]
 
     monkeypatch.setattr("training.run.run_many", fake_run_many)
+    for name in ("TRAINING_MODELS_DIR", "TRAINING_BACKEND", "TRAINING_SCORING_ENGINE",
+                 "PREP_OUT_DIR"):
+        monkeypatch.delenv(name, raising=False)
     return seen
 
 
@@ -42,8 +49,63 @@ def test_run_defaults_to_the_recipe_base_model(captured: dict) -> None:
     result = CliRunner().invoke(app, ["run"])
     assert result.exit_code == 0, result.output
     assert captured["bases"] == ["embedded:smollm2-135m-instruct"]
+    # Every other option falls back to its settings field's default.
+    assert captured["models_dir"] == Path("models")
+    assert captured["backend"] == "auto" and captured["engine"] == "auto"
+    assert captured["data_dir"] == PreprocessSettings().out_dir
 
 
 def test_bad_override_is_reported(captured: dict) -> None:
-    result = CliRunner().invoke(app, ["run", "--set", "train.max_steps"])
-    assert result.exit_code != 0
+    result = CliRunner().invoke(app, ["run", "--set", "train.max_steps"], env=WIDE)
+    assert result.exit_code == 2
+    assert "--set wants key=value, got 'train.max_steps'" in result.output
+    assert not captured  # nothing ran
+
+
+def test_unknown_recipe_key_is_reported_without_a_traceback(captured: dict) -> None:
+    result = CliRunner().invoke(app, ["run", "--set", "train.nope=1"], env=WIDE)
+    assert result.exit_code == 2
+    assert "unknown recipe key 'train.nope'" in result.output
+    assert "Traceback" not in result.output and not captured
+
+
+def test_invalid_setting_names_the_field(captured: dict) -> None:
+    result = CliRunner().invoke(app, ["run", "--backend", "tpu"], env=WIDE)
+    assert result.exit_code == 2
+    assert "backend: Input should be 'auto', 'unsloth' or 'peft'" in result.output
+    assert not captured
+
+
+@pytest.mark.parametrize(("command", "flag", "field"), [
+    ("run", "--backend", "backend"),
+    ("run", "--models-dir", "models_dir"),
+    ("evaluate", "--engine", "scoring_engine"),
+])
+def test_help_and_default_come_from_the_settings_field(command: str, flag: str,
+                                                       field: str) -> None:
+    out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"}).output
+    info = TrainingSettings.model_fields[field]
+    line = next(line for line in out.splitlines() if line.lstrip("│ *").startswith(flag + " "))
+    assert info.description in line
+    assert f"(env TRAINING_{field.upper()})" in line
+    assert f"[default: ({info.default})]" in line
+
+
+def test_environment_sets_an_option_left_out(captured: dict, tmp_path: Path) -> None:
+    env = {"TRAINING_BACKEND": "peft", "TRAINING_MODELS_DIR": str(tmp_path),
+           "TRAINING_SCORING_ENGINE": "transformers", "PREP_OUT_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(app, ["run"], env=env)
+    assert result.exit_code == 0, result.output
+    assert captured["backend"] == "peft" and captured["engine"] == "transformers"
+    assert captured["models_dir"] == tmp_path and captured["data_dir"] == tmp_path / "data"
+    # ... and the option, when given, wins over the environment.
+    result = CliRunner().invoke(app, ["run", "--backend", "auto"], env=env)
+    assert result.exit_code == 0, result.output
+    assert captured["backend"] == "auto"
+
+
+def test_every_command_explains_itself() -> None:
+    for command in ("base-model", "finetune", "evaluate", "merge", "report", "run", "publish"):
+        result = CliRunner().invoke(app, [command, "--help"], env=WIDE)
+        assert result.exit_code == 0, (command, result.output)
+        assert "Show this message" in result.output
