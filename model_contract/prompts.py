@@ -12,6 +12,7 @@ gateway then needs only `tokenizers` (no transformers, no torch) to render and t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -151,6 +152,14 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+def _control_pattern(tokenizer: Tokenizer) -> re.Pattern[str] | None:
+    """One regex matching every added special token's text (the tokenizer matches those in raw
+    text and would turn them into control tokens), longest first."""
+    specials = sorted({t.content for t in tokenizer.get_added_tokens_decoder().values()
+                       if t.special and len(t.content) > 1}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, specials))) if specials else None
+
+
 class PromptRenderer:
     """Renders a paper into the model's input text, capping title and abstract in tokens."""
 
@@ -164,6 +173,7 @@ class PromptRenderer:
         middle, tail = rest.split(_USER, 1)
         self._before_user = head + template.system + middle
         self._after_user = tail
+        self._control = _control_pattern(tokenizer)
         self.label_token_ids = {
             label: self._single_token(word) for label, word in template.label_words.items()
         }
@@ -217,12 +227,21 @@ class PromptRenderer:
         return text[: encoding.offsets[cap - 1][1]]
 
     def render(self, title: str, abstract: str) -> RenderedPrompt:
-        title, title_cut = self._cap(title, self.template.title_token_cap)
-        abstract, abstract_cut = self._cap(abstract, self.template.abstract_token_cap,
+        title, title_cut = self._cap(self.defang(title), self.template.title_token_cap)
+        abstract, abstract_cut = self._cap(self.defang(abstract),
+                                           self.template.abstract_token_cap,
                                            self.template.abstract_tail_tokens)
         user = self.template.user_message(title, abstract)
         text = self._before_user + user + self._after_user
         return RenderedPrompt(text, title_cut or abstract_cut)
+
+    def defang(self, text: str) -> str:
+        """User text with the tokenizer's control strings (`<|im_end|>`, `<|im_start|>`, ...)
+        broken by a space after their first character, so that a paper can never produce a
+        control token and forge a turn of the conversation; other text is unchanged."""
+        if self._control is None:
+            return text
+        return self._control.sub(lambda m: f"{m.group()[0]} {m.group()[1:]}", text)
 
     def reread_renderer(self) -> PromptRenderer | None:
         """The renderer of the template's second, longer read (same frame and tokenizer)."""

@@ -1,0 +1,29 @@
+"""MEDLINE text (PubMed "Send to: File", format PubMed: `.nbib`, `.txt`), parsed by Biopython's
+`Bio.Medline`. Tags follow NLM's MEDLINE/PubMed element descriptions: PMID, TI (title), BTI
+(book title), AB (abstract), LID/AID (`10.xxxx/... [doi]`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TextIO
+
+from Bio import Medline
+
+from preprocessing.readers.records import ReadReport, Record
+from preprocessing.readers.text import finish
+
+
+def _doi(record: dict) -> str | None:
+    for value in [record.get("LID", "")] + list(record.get("AID", [])):
+        if value.endswith("[doi]"):
+            return value[: -len("[doi]")].strip()
+    return None
+
+
+def read_medline(stream: TextIO, report: ReadReport) -> Iterator[Record]:
+    """Records of a MEDLINE text stream (streamed: one record in memory at a time)."""
+    for position, record in enumerate(Medline.parse(stream)):
+        pmid = record.get("PMID") or None
+        title = record.get("TI") or record.get("BTI") or ""
+        yield finish(report, pmid or str(position), title, record.get("AB", ""), pmid=pmid,
+                     doi=_doi(record))

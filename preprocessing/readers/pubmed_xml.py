@@ -1,0 +1,94 @@
+"""PubMed XML: `PubmedArticleSet` (E-utilities efetch, the annual baseline and daily update
+files `pubmedNNnNNNN.xml.gz`) and the older `MedlineCitationSet`, streamed with lxml's
+iterparse so a file of 30,000 records never sits in memory whole.
+
+Element names follow NLM's PubMed DTD (pubmed_250101.dtd): `PubmedArticle/MedlineCitation`
+with `PMID` and `Article/{ArticleTitle, Abstract/AbstractText[@Label], ELocationID}`,
+`PubmedData/ArticleIdList/ArticleId[@IdType]`; `PubmedBookArticle/BookDocument`; and
+`DeleteCitation/PMID` in update files (skipped and counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from lxml import etree
+
+from preprocessing.readers.records import ReadReport, Record
+from preprocessing.readers.text import finish
+
+_RECORDS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "MedlineCitation")
+
+
+def _text(element: etree._Element | None) -> str:
+    """All text under `element`, markup (<i>, <sup>, MathML) reduced to its text."""
+    return "" if element is None else " ".join("".join(element.itertext()).split())
+
+
+def _title(element: etree._Element | None) -> str:
+    """PubMed puts translated titles in brackets: `[Vaccines are drugs].` -> the title."""
+    title = _text(element)
+    if title.startswith("[") and "]" in title:
+        inner, _, tail = title[1:].rpartition("]")
+        if not tail.strip(" .") and "[" not in inner:
+            return inner + (tail.strip() and ".")
+    return title
+
+
+def _abstract(abstract: etree._Element | None) -> str:
+    """Structured abstracts keep their section labels: `BACKGROUND: ... METHODS: ...`."""
+    if abstract is None:
+        return ""
+    parts = []
+    for section in abstract.iterfind("AbstractText"):
+        text, label = _text(section), section.get("Label")
+        if text:
+            parts.append(f"{label}: {text}" if label else text)
+    return " ".join(parts)
+
+
+def _doi(record: etree._Element) -> str | None:
+    for path in (".//ArticleIdList/ArticleId[@IdType='doi']", ".//ELocationID[@EIdType='doi']"):
+        found = record.find(path)
+        if found is not None and _text(found):
+            return _text(found)
+    return None
+
+
+def _record(element: etree._Element, report: ReadReport) -> Record:
+    if element.tag == "PubmedBookArticle":
+        doc = element.find("BookDocument")
+        title = doc.find("ArticleTitle")
+        if title is None:
+            title = doc.find("Book/BookTitle")
+        pmid = _text(doc.find("PMID"))
+        return finish(report, pmid, _title(title), _abstract(doc.find("Abstract")), pmid=pmid,
+                      doi=_doi(element))
+    citation = element if element.tag == "MedlineCitation" else element.find("MedlineCitation")
+    pmid = _text(citation.find("PMID"))
+    article = citation.find("Article")
+    return finish(report, pmid, _title(article.find("ArticleTitle")),
+                  _abstract(article.find("Abstract")), pmid=pmid, doi=_doi(element))
+
+
+def read_pubmed_xml(stream: BinaryIO, report: ReadReport) -> Iterator[Record]:
+    """Records of a PubMed XML stream, in file order. Raises lxml.etree.XMLSyntaxError on a
+    file that is not well-formed XML."""
+    report.encoding = "utf-8"  # XML declares its own; PubMed's is UTF-8
+    # No DTD loading and no entity expansion from the network (resolve_entities=False).
+    events = etree.iterparse(stream, events=("end",), tag=_RECORDS, resolve_entities=False,
+                             no_network=True, huge_tree=True)
+    for _, element in events:
+        parent = element.getparent()
+        if element.tag == "MedlineCitation" and parent is not None and \
+                parent.tag != "MedlineCitationSet":
+            continue  # inside a PubmedArticle: read with it
+        if element.tag == "DeleteCitation":
+            report.skipped["deleted citation"] += len(element.findall("PMID"))
+        else:
+            yield _record(element, report)
+        # Free what was read: the element and the siblings before it.
+        element.clear(keep_tail=False)
+        while parent is not None and element.getprevious() is not None:
+            del parent[0]

@@ -1,0 +1,44 @@
+"""What every reader yields: a `Record` per paper, and a `ReadReport` of what was read."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Record:
+    """One paper of an input file. `id` is the input's own identifier (PMID where the format
+    has one, else the record's ID, else its position); `problem` says why the record cannot be
+    classified (it is kept, so it appears in the output as an error row, never lost)."""
+
+    id: str
+    title: str
+    abstract: str
+    pmid: str | None = None
+    doi: str | None = None
+    label: str | None = None
+    problem: str | None = None
+
+
+@dataclass
+class ReadReport:
+    """Filled while the records are read. `skipped` counts records not yielded, by reason (a
+    PubMed update file's deleted citations); `encoding` is the text encoding used and
+    `encoding_fallback` whether it was not UTF-8; `control_chars_removed` counts NUL and other
+    control characters taken out of titles and abstracts."""
+
+    format: str
+    records: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    encoding: str | None = None
+    encoding_fallback: bool = False
+    control_chars_removed: int = 0
+    title_only: int = 0
+    problems: int = 0
+
+    def as_dict(self) -> dict:
+        return {"format": self.format, "records": self.records, "skipped": dict(self.skipped),
+                "encoding": self.encoding, "encoding_fallback": self.encoding_fallback,
+                "control_chars_removed": self.control_chars_removed,
+                "title_only": self.title_only, "problems": self.problems}

@@ -1,0 +1,269 @@
+"""Readers on small files written from each format's public description (invented records)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from preprocessing.readers import detect_format, read_records
+
+PUBMED_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN"
+ "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">
+<PubmedArticleSet>
+ <PubmedArticle>
+  <MedlineCitation Status="MEDLINE" Owner="NLM">
+   <PMID Version="1">1000001</PMID>
+   <Article PubModel="Print">
+    <ArticleTitle>Growth of <i>in vitro</i> tumour spheroids under CO<sub>2</sub></ArticleTitle>
+    <Abstract>
+     <AbstractText Label="BACKGROUND">Spheroids model tumours.</AbstractText>
+     <AbstractText Label="METHODS" NlmCategory="METHODS">We grew 10<sup>6</sup> cells.
+     </AbstractText>
+    </Abstract>
+    <ELocationID EIdType="doi" ValidYN="Y">10.9999/elocation.1</ELocationID>
+   </Article>
+  </MedlineCitation>
+  <PubmedData>
+   <ArticleIdList>
+    <ArticleId IdType="pubmed">1000001</ArticleId>
+    <ArticleId IdType="doi">10.9999/example.1</ArticleId>
+   </ArticleIdList>
+  </PubmedData>
+ </PubmedArticle>
+ <PubmedArticle>
+  <MedlineCitation Status="MEDLINE" Owner="NLM">
+   <PMID Version="1">1000002</PMID>
+   <Article PubModel="Print">
+    <ArticleTitle>[Walking programmes for older adults].</ArticleTitle>
+   </Article>
+  </MedlineCitation>
+ </PubmedArticle>
+ <PubmedBookArticle>
+  <BookDocument>
+   <PMID Version="1">1000003</PMID>
+   <ArticleTitle>Screening guidance chapter</ArticleTitle>
+   <Abstract><AbstractText>A chapter on screening.</AbstractText></Abstract>
+  </BookDocument>
+ </PubmedBookArticle>
+ <DeleteCitation>
+  <PMID Version="1">999</PMID>
+  <PMID Version="1">998</PMID>
+ </DeleteCitation>
+</PubmedArticleSet>
+"""
+
+MEDLINE_CITATION_SET = """<?xml version="1.0"?>
+<MedlineCitationSet>
+ <MedlineCitation Owner="NLM" Status="MEDLINE">
+  <PMID>2000001</PMID>
+  <Article><ArticleTitle>An older record</ArticleTitle>
+   <Abstract><AbstractText>Its abstract.</AbstractText></Abstract></Article>
+ </MedlineCitation>
+</MedlineCitationSet>
+"""
+
+NBIB = """PMID- 3000001
+OWN - NLM
+TI  - A title that wraps over
+      two lines
+AB  - OBJECTIVE: To test a reader. METHODS: We read it.
+LID - 10.9999/nbib.1 [doi]
+FAU - Example, Ada
+
+PMID- 3000002
+TI  - Letter without an abstract
+PT  - Letter
+"""
+
+RIS = """TY  - JOUR
+T1  - First reference title
+AB  - First reference abstract.
+DO  - 10.9999/ris.1
+AN  - 4000001
+ER  - 
+
+TY  - JOUR
+TI  - Second reference title
+N2  - Second abstract.
+ID  - ref-2
+ER  - 
+"""
+
+PUBMED_CSV = (
+    "PMID,Title,Authors,Citation,First Author,Journal/Book,Publication Year,Create Date,"
+    "PMCID,NIHMS ID,DOI\n"
+    '5000001,"Adjuvant therapy in a resected tumour, a trial.","Example A, Sample B",'
+    '"J Example. 2020;1:1.",Example A,J Example,2020,2020/01/01,,,10.9999/csv.1\n'
+    "5000002,Walking and sleep in students.,Example C,J Other. 2021.,Example C,J Other,2021,"
+    "2021/02/02,,,\n"
+)
+
+
+def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_pubmed_xml(tmp_path: Path, gz: bool) -> None:
+    raw = PUBMED_XML.encode()
+    path = _write(tmp_path, "pubmed26n0001.xml" + (".gz" if gz else ""),
+                  gzip.compress(raw) if gz else raw)
+    records = read_records(path)
+    got = list(records)
+    assert records.format == "pubmed-xml"
+    assert [r.pmid for r in got] == ["1000001", "1000002", "1000003"]
+    first = got[0]
+    assert first.title == "Growth of in vitro tumour spheroids under CO2"
+    assert first.abstract == ("BACKGROUND: Spheroids model tumours. METHODS: We grew 106 cells.")
+    assert first.doi == "10.9999/example.1"
+    assert got[1].title == "Walking programmes for older adults."  # translation brackets off
+    assert got[1].abstract == "" and got[1].problem is None
+    assert (got[2].title, got[2].abstract) == ("Screening guidance chapter",
+                                               "A chapter on screening.")
+    assert records.report.skipped == {"deleted citation": 2}
+    assert (records.report.records, records.report.title_only) == (3, 1)
+
+
+def test_medline_citation_set(tmp_path: Path) -> None:
+    got = list(read_records(_write(tmp_path, "old.xml", MEDLINE_CITATION_SET)))
+    assert [(r.pmid, r.title, r.abstract) for r in got] == [
+        ("2000001", "An older record", "Its abstract.")]
+
+
+def test_medline_nbib(tmp_path: Path) -> None:
+    records = read_records(_write(tmp_path, "export.nbib", NBIB))
+    got = list(records)
+    assert records.format == "medline"
+    assert [r.id for r in got] == ["3000001", "3000002"]
+    assert got[0].title == "A title that wraps over two lines"
+    assert got[0].abstract.startswith("OBJECTIVE: To test a reader.")
+    assert got[0].doi == "10.9999/nbib.1"
+    assert got[1].abstract == "" and records.report.title_only == 1
+
+
+def test_ris(tmp_path: Path) -> None:
+    records = read_records(_write(tmp_path, "refs.ris", RIS))
+    got = list(records)
+    assert records.format == "ris"
+    assert [(r.id, r.pmid, r.doi) for r in got] == [("4000001", "4000001", "10.9999/ris.1"),
+                                                     ("ref-2", None, None)]
+    assert [r.title for r in got] == ["First reference title", "Second reference title"]
+    assert got[1].abstract == "Second abstract."
+
+
+def test_pubmed_csv_download_is_title_only(tmp_path: Path) -> None:
+    records = read_records(_write(tmp_path, "csv-example.csv", PUBMED_CSV))
+    got = list(records)
+    assert [(r.id, r.pmid, r.doi) for r in got] == [("5000001", "5000001", "10.9999/csv.1"),
+                                                     ("5000002", "5000002", None)]
+    assert got[0].title == "Adjuvant therapy in a resected tumour, a trial."
+    assert all(r.abstract == "" and r.problem is None for r in got)
+    assert records.report.title_only == 2
+
+
+def test_excel_cp1252_csv_is_decoded_and_the_fallback_reported(tmp_path: Path) -> None:
+    raw = "id;Title;Abstract\n1;M\xe9n\xe9trier disease;Gastric folds.\n".encode("cp1252")
+    records = read_records(_write(tmp_path, "excel.csv", raw))
+    got = list(records)
+    assert got[0].title == "Ménétrier disease"
+    assert (records.report.encoding, records.report.encoding_fallback) == ("cp1252", True)
+
+
+def test_control_characters_are_removed_and_counted(tmp_path: Path) -> None:
+    raw = b'id,title,abstract\n1,"Ti\x00tle\x07",Abs\x00tract\n'
+    records = read_records(_write(tmp_path, "nul.csv", raw))
+    got = list(records)
+    assert (got[0].title, got[0].abstract) == ("Title", "Abstract")
+    assert records.report.control_chars_removed == 3
+
+
+def test_jsonl_with_lone_surrogate_and_bad_lines_keeps_every_line(tmp_path: Path) -> None:
+    lines = [json.dumps({"id": "a", "title": "Fine", "abstract": "Text."}),
+             '{"id": "b", "title": "Bad \\udc80 title", "abstract": "Text."}',
+             "{not json", "[1, 2]", json.dumps({"id": "e", "title": "", "abstract": ""})]
+    records = read_records(_write(tmp_path, "in.jsonl", "\n".join(lines)))
+    got = list(records)
+    assert [r.id for r in got] == ["a", "b", "2", "3", "e"]
+    assert got[0].problem is None
+    assert "lone surrogate (U+DC80" in got[1].problem
+    assert "line 3 is not valid JSON" in got[2].problem
+    assert "line 4 is not a JSON object" in got[3].problem
+    assert "neither a title nor an abstract" in got[4].problem
+    assert records.report.problems == 4
+
+
+def test_columns_in_any_case_or_mapped_explicitly(tmp_path: Path) -> None:
+    tsv = _write(tmp_path, "t.tsv", "PMID\tARTICLE TITLE\tAbstract\n7\tA title\tAn abstract\n")
+    got = list(read_records(tsv))
+    assert (got[0].id, got[0].title, got[0].abstract) == ("7", "A title", "An abstract")
+    odd = _write(tmp_path, "odd.csv", "Ref,Headline,Summary\nr1,H,S\n")
+    with pytest.raises(ValueError, match="no title or abstract column"):
+        list(read_records(odd))
+    got = list(read_records(odd, columns={"id": "Ref", "title": "Headline",
+                                          "abstract": "Summary"}))
+    assert (got[0].id, got[0].title, got[0].abstract) == ("r1", "H", "S")
+
+
+def test_parquet_and_folder(tmp_path: Path) -> None:
+    parquet = tmp_path / "p.parquet"
+    pd.DataFrame({"Title": ["T"], "Abstract": ["A"], "Label": ["cancer"]}).to_parquet(parquet)
+    got = list(read_records(parquet))
+    assert (got[0].id, got[0].title, got[0].label) == ("0", "T", "cancer")
+    folder = tmp_path / "papers" / "Cancer"
+    folder.mkdir(parents=True)
+    (folder / "1.txt").write_text("<ID:11>\nTitle: A tumour\nAbstract: Text.\n")
+    (folder / "2.txt").write_text("not a paper")
+    records = read_records(tmp_path / "papers")
+    got = list(records)
+    assert records.format == "folder"
+    assert (got[0].id, got[0].label, got[0].problem) == ("11", "cancer", None)
+    assert got[1].problem.startswith("2.txt: first line is not <ID:")
+
+
+def test_format_comes_from_the_content_not_the_name(tmp_path: Path) -> None:
+    assert detect_format(_write(tmp_path, "a.txt", PUBMED_XML)) == "pubmed-xml"
+    assert detect_format(_write(tmp_path, "b.txt", NBIB)) == "medline"
+    assert detect_format(_write(tmp_path, "c.txt", RIS)) == "ris"
+    assert detect_format(_write(tmp_path, "d.txt", '{"title": "x"}\n')) == "jsonl"
+    assert detect_format(_write(tmp_path, "e.dat", gzip.compress(NBIB.encode()))) == "medline"
+
+
+def _big_baseline(path: Path, records: int) -> None:
+    abstract = "Cells were counted in a long abstract. " * 60  # ~2.3 kB per record
+    head, tail = PUBMED_XML.split("<PubmedArticleSet>")[0], "</PubmedArticleSet>\n"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(head + "<PubmedArticleSet>\n")
+        for n in range(records):
+            f.write(f"<PubmedArticle><MedlineCitation><PMID>{n}</PMID><Article><ArticleTitle>"
+                    f"Title {n}</ArticleTitle><Abstract><AbstractText>{abstract}</AbstractText>"
+                    "</Abstract></Article></MedlineCitation></PubmedArticle>\n")
+        f.write(tail)
+
+
+@pytest.mark.slow
+def test_a_baseline_sized_gz_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
+    # 30,000 records (a PubMed baseline file), ~70 MB of XML: parsed whole, lxml would hold
+    # several times that; streamed, the reader's peak stays far below the file's size.
+    path = tmp_path / "pubmed26n0999.xml.gz"
+    _big_baseline(path, 30_000)
+    script = (
+        "import resource, sys\nfrom pathlib import Path\n"
+        "from preprocessing.readers import read_records\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "n = sum(1 for _ in read_records(Path(sys.argv[1])))\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(n, (after - before) // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                         text=True, check=True, timeout=600).stdout.split()
+    count, grown_mib = int(out[0]), int(out[1])
+    assert count == 30_000
+    assert grown_mib < 40, f"peak memory grew {grown_mib} MiB while reading"
