@@ -5,11 +5,13 @@ stopped and every input appears exactly once in the output."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import httpx
@@ -25,12 +27,13 @@ from tenacity import (
 )
 from tqdm import tqdm
 
-from preprocessing.papers import FOLDER_LABELS, PaperParseError, parse_paper_file
+from preprocessing.readers import ReadReport, Record, read_records
 
 log = logging.getLogger(__name__)
 
 RESULT_SCHEMA = pa.schema([
-    ("key", pa.string()), ("id", pa.string()), ("label", pa.string()),
+    ("key", pa.string()), ("id", pa.string()), ("pmid", pa.string()), ("doi", pa.string()),
+    ("label", pa.string()),
     ("probability", pa.float64()), ("cancer_probability", pa.float64()),
     ("truncated", pa.bool_()), ("reread", pa.bool_()), ("model", pa.string()),
     ("prompt_version", pa.string()), ("error", pa.string()), ("error_status", pa.int32()),
@@ -39,6 +42,8 @@ RESULT_SCHEMA = pa.schema([
 #: Per-paper error details that versions before `error_status` stored although the failure was
 #: the service's, not the paper's (the gateway's 429, 502, 503 and 504 texts): a resumed run
 #: classifies those papers again.
+INPUT_MARKER = "input.json"
+
 LEGACY_TRANSIENT_ERRORS = (
     "inference engine timed out", "no inference engine is available",
     "inference engine unavailable", "too many requests in flight", "inference engine answered",
@@ -66,44 +71,43 @@ class TransientFailure(Exception):
     """The gateway could not answer now (429, 5xx, no connection): retried."""
 
 
+class InputChanged(ValueError):
+    """The input of a resumed run is not the one its stored results came from."""
+
+
 class BulkIncomplete(Exception):
     """Some papers still failed transiently after every retry: they were not stored, and the
     same command run again classifies just those."""
 
-def read_inputs(path: Path) -> pd.DataFrame:
-    """Columns key, id, title, abstract (+ label when the input has one). `key` is unique:
-    the id where ids are unique, else the row number."""
-    if path.is_dir():
-        frame = _read_paper_folder(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    elif path.suffix in {".jsonl", ".ndjson"}:
-        frame = pd.read_json(path, lines=True, dtype=False)
-    elif path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        raise ValueError(f"{path}: expected a folder, .csv, .jsonl or .parquet")
-    missing = {"title", "abstract"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-    ids = frame["id"].astype(str) if "id" in frame else pd.Series(map(str, range(len(frame))))
-    frame = frame.assign(id=ids.values)
+def read_inputs(path: Path, fmt: str | None = None, columns: Mapping[str, str] | None = None
+                ) -> tuple[pd.DataFrame, ReadReport]:
+    """Columns key, id, title, abstract, pmid, doi, label, problem, one row per input record
+    (see preprocessing.readers: any supported format, recognised from the content), and the
+    read report. `key` is unique: the id where ids are unique, else the row number. Raises
+    ValueError for a table without title/abstract columns, FileNotFoundError for no input."""
+    records = read_records(path, fmt, columns)
+    rows = [asdict(r) for r in tqdm(records, desc="reading", unit="record", disable=None)]
+    frame = pd.DataFrame(rows, columns=[f.name for f in fields(Record)])
+    ids = frame["id"].astype(str)
     keys = ids if ids.is_unique else pd.Series([f"row-{i}" for i in range(len(frame))])
-    return frame.assign(key=keys.values).fillna("")
+    frame = frame.assign(id=ids.values, key=keys.values)
+    frame = frame.astype(object).where(frame.notna(), None)  # missing ids are None, not NaN
+    text = ["title", "abstract"]
+    frame[text] = frame[text].fillna("")
+    return frame, records.report
 
 
-def _read_paper_folder(folder: Path) -> pd.DataFrame:
-    rows = []
-    for file in sorted(folder.rglob("*.txt")):
-        label = FOLDER_LABELS.get(file.parent.name)
-        try:
-            paper = parse_paper_file(file, label)
-            rows.append({"id": paper.id, "title": paper.title, "abstract": paper.abstract,
-                         "label": label or ""})
-        except PaperParseError as err:  # unparseable files become error rows, not lost
-            rows.append({"id": file.stem, "title": "", "abstract": "", "label": label or "",
-                         "parse_error": f"{file.name}: {err}"})
-    return pd.DataFrame(rows)
+def input_fingerprint(path: Path) -> str:
+    """sha256 over the input's bytes (a folder: over each file's relative path and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 class ResultStore:
@@ -113,12 +117,27 @@ class ResultStore:
     an older version stored as transient failures (without it, a finished output is redone
     whole: the model may have changed since)."""
 
-    def __init__(self, out: Path, reuse_output: bool = False) -> None:
+    def __init__(self, out: Path, reuse_output: bool = False, fingerprint: str = "") -> None:
         self.out = out
         self.parts = out.with_name(out.name + ".parts")
         if reuse_output and out.exists() and not self.parts.exists():
             self.parts.mkdir(parents=True)
             shutil.copyfile(out, self.parts / "part-000000.parquet")
+        self._check_input(fingerprint)
+
+    def _check_input(self, fingerprint: str) -> None:
+        """A resumed run must read the input its parts came from. Raises InputChanged."""
+        marker = self.parts / INPUT_MARKER
+        if marker.exists():
+            began = json.loads(marker.read_text())["fingerprint"]
+            if fingerprint and began != fingerprint:
+                raise InputChanged(
+                    f"the input changed since this run began (sha256 {began[:12]}... then, "
+                    f"{fingerprint[:12]}... now): {self.parts} holds results of the old input; "
+                    "delete it to start over, or write to another --out")
+        elif fingerprint:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"fingerprint": fingerprint}))
 
     def _tables(self) -> list[pa.Table]:
         return [_conform(pq.read_table(p)) for p in sorted(self.parts.glob("part-*.parquet"))]
@@ -182,9 +201,10 @@ def _paper(record: dict) -> dict:
 
 
 def _row(record: dict, item: dict | None) -> dict:
-    row = {"key": record["key"], "id": record["id"], "error": record.get("parse_error") or None}
+    row = {"key": record["key"], "id": record["id"], "pmid": record.get("pmid"),
+           "doi": record.get("doi"), "error": record.get("problem") or None}
     if row["error"]:
-        row["error_status"] = 400
+        row["error_status"] = 422  # the record itself cannot be classified
     elif item.get("error"):
         row |= {"error": str(item["error"]["detail"]), "error_status": item["error"]["status"]}
     else:
@@ -214,8 +234,8 @@ async def _classify_chunk(client: httpx.AsyncClient, url: str, chunk: pd.DataFra
     """Rows for the papers of `chunk` that got a final answer (a result, or a refusal of the
     paper itself), and how many are left after every retry."""
     records = chunk.to_dict("records")
-    rows = [_row(r, None) for r in records if r.get("parse_error")]
-    pending = [r for r in records if not r.get("parse_error")]
+    rows = [_row(r, None) for r in records if r.get("problem")]
+    pending = [r for r in records if not r.get("problem")]
     retrying = AsyncRetrying(
         stop=stop_after_attempt(backoff.attempts), reraise=True,
         wait=wait_exponential(multiplier=backoff.initial_s, max=backoff.max_s)
@@ -240,18 +260,38 @@ async def _classify_chunk(client: httpx.AsyncClient, url: str, chunk: pd.DataFra
     return rows, len(pending)
 
 
+@dataclass(frozen=True)
+class BulkResult:
+    table: pa.Table  # RESULT_SCHEMA, one row per input record, input order
+    report: ReadReport
+
+    def summary(self) -> str:
+        """One paragraph for people: what was read, skipped, classified and refused."""
+        r = self.report
+        errors = sum(e is not None for e in self.table["error"].to_pylist())
+        encoding = f", {r.encoding}" + (" (not UTF-8)" if r.encoding_fallback else "") \
+            if r.encoding else ""
+        skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.items()) or "none"
+        return (f"read {r.records} records ({r.format}{encoding}); skipped: {skipped}; "
+                f"control characters removed: {r.control_chars_removed}; classified: "
+                f"{self.table.num_rows - errors} ({r.title_only} without an abstract); "
+                f"refused: {errors} (reason in the error column)")
+
+
 async def classify_file(
     input_path: Path, out: Path, url: str, batch_size: int = 16, concurrency: int = 4,
     api_key: str | None = None, backoff: Backoff = Backoff(), reuse_output: bool = False,
-) -> pa.Table:
-    """Classify every paper of `input_path` into the parquet `out`, resuming from what a killed
-    run stored (and, with `reuse_output`, keeping the final answers of a finished `out`).
-    Transient failures (429, 5xx, lost connections) are retried with backoff and never
+    fmt: str | None = None, columns: Mapping[str, str] | None = None,
+) -> BulkResult:
+    """Classify every record of `input_path` (any format of preprocessing.readers; `fmt` and
+    `columns` override detection and column names) into the parquet `out`, resuming from what
+    a killed run stored (and, with `reuse_output`, keeping the final answers of a finished
+    `out`). Transient failures (429, 5xx, lost connections) are retried with backoff and never
     stored. Raises BulkIncomplete when some papers failed through every retry (all others are
-    stored: run again), RuntimeError when the gateway refuses the requests themselves (401,
-    404, ...)."""
-    frame = read_inputs(input_path)
-    store = ResultStore(out, reuse_output)
+    stored: run again), InputChanged when a resumed run's input is not the one it began with,
+    RuntimeError when the gateway refuses the requests themselves (401, 404, ...)."""
+    frame, report = read_inputs(input_path, fmt, columns)
+    store = ResultStore(out, reuse_output, input_fingerprint(input_path))
     todo = frame[~frame["key"].isin(store.done_keys())]
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     progress = tqdm(total=len(frame), initial=len(frame) - len(todo), desc="classifying",
@@ -273,4 +313,4 @@ async def classify_file(
     if left:
         raise BulkIncomplete(f"{left} papers failed transiently after {backoff.attempts} "
                              "attempts and were not stored; run the same command again")
-    return store.finish(list(frame["key"]))
+    return BulkResult(store.finish(list(frame["key"])), report)

@@ -56,7 +56,7 @@ def resolve_columns(columns: Iterable[str], explicit: Mapping[str, str] | None =
                 found[field] = match
     if "title" not in found and "abstract" not in found:
         raise ValueError(f"no title or abstract column among {columns}; name them with a "
-                         "column mapping, e.g. title=Headline abstract=Summary")
+                         "column mapping (--column title=Headline --column abstract=Summary)")
     return found
 
 

@@ -52,6 +52,11 @@ def lone_surrogate(text: str) -> str | None:
     return f"U+{ord(match.group()):04X} at character {match.start()}" if match else None
 
 
+def escape_surrogates(text: str) -> str:
+    """Lone surrogates written as `\\udc80`, so the text can be stored and shown."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def finish(report: ReadReport, id_: str, title: str | None, abstract: str | None,
            **fields: str | None) -> Record:
     """A `Record` from raw fields: cleaned, counted in `report`, and marked with a problem when
@@ -65,6 +70,8 @@ def finish(report: ReadReport, id_: str, title: str | None, abstract: str | None
         where = lone_surrogate(value)
         if where:
             problem = f"{name} holds a lone surrogate ({where}): not valid Unicode text"
+            # Such text cannot be written anywhere (UTF-8, Parquet): keep the id, escaped.
+            id_, title, abstract = escape_surrogates(id_), "", ""
             break
     if problem is None and not title and not abstract:
         problem = "the record has neither a title nor an abstract"

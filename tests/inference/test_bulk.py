@@ -17,13 +17,15 @@ from preprocessing.dataset import read_split
 
 def test_read_inputs_formats(tmp_path: Path, data_dir: Path) -> None:
     (tmp_path / "a.csv").write_text("id,title,abstract\n1,T1,A1\n1,T2,A2\n")
-    frame = read_inputs(tmp_path / "a.csv")
+    frame, report = read_inputs(tmp_path / "a.csv")
     assert list(frame["key"]) == ["row-0", "row-1"]  # duplicate ids: keys fall back to rows
+    assert (report.format, report.records) == ("csv", 2)
     (tmp_path / "b.jsonl").write_text('{"title": "T", "abstract": "A"}\n')
-    assert list(read_inputs(tmp_path / "b.jsonl")["key"]) == ["0"]
-    folder = read_inputs(data_dir)
-    assert len(folder) == 800 and folder["key"].is_unique
-    with pytest.raises(ValueError, match="missing column"):
+    assert list(read_inputs(tmp_path / "b.jsonl")[0]["key"]) == ["0"]
+    folder, report = read_inputs(data_dir)
+    assert len(folder) == 800 and folder["key"].is_unique and report.format == "folder"
+    assert set(folder["label"]) == {"cancer", "non_cancer"}
+    with pytest.raises(ValueError, match="no title or abstract column among \\['name'\\]"):
         (tmp_path / "c.csv").write_text("name\nx\n")
         read_inputs(tmp_path / "c.csv")
 

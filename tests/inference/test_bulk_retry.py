@@ -63,8 +63,9 @@ def _run(gateway: StandInGateway, source: Path, out: Path, **kwargs) -> pa.Table
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         try:
-            return await classify_file(source, out, f"http://127.0.0.1:{port}", batch_size=4,
-                                       concurrency=2, backoff=FAST, **kwargs)
+            result = await classify_file(source, out, f"http://127.0.0.1:{port}",
+                                         batch_size=4, concurrency=2, backoff=FAST, **kwargs)
+            return result.table
         finally:
             await runner.cleanup()
 

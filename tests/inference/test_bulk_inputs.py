@@ -1,0 +1,85 @@
+"""Bulk runs on real-world inputs: every record appears once, bad records become error rows
+with the reason (never a crash), identifiers are carried, a changed input is refused on resume.
+The gateway is the stand-in of test_bulk_retry (a real HTTP server in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from inference.bulk import BulkResult, InputChanged, classify_file
+from tests.inference.test_bulk_retry import FAST, StandInGateway
+from tests.preprocessing.test_readers import PUBMED_XML
+
+
+def _run(gateway: StandInGateway, source: Path, out: Path) -> BulkResult:
+    async def main() -> BulkResult:
+        app = web.Application()
+        app.router.add_post("/v1/classify_papers", gateway.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            return await classify_file(source, out, f"http://127.0.0.1:{port}", batch_size=2,
+                                       concurrency=1, backoff=FAST)
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(main())
+
+
+def test_bad_records_are_error_rows_not_a_crash(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([
+        json.dumps({"id": "ok", "title": "Fine", "abstract": "Text."}),
+        '{"id": "sur", "title": "Bad \\udc80", "abstract": "Text."}',
+        "{broken",
+        json.dumps({"id": "nul", "title": "Ti\u0000tle", "abstract": "Text."}),
+    ]))
+    gateway = StandInGateway(lambda paper_id, n: 200)
+    result = _run(gateway, source, tmp_path / "out.parquet")
+    rows = result.table.to_pylist()
+    assert [r["key"] for r in rows] == ["ok", "sur", "2", "nul"]
+    assert set(gateway.asked) == {"ok", "nul"}  # the bad ones never reach the service
+    errors = {r["key"]: (r["error_status"], r["error"]) for r in rows if r["error"]}
+    assert errors["sur"][0] == 422 and "lone surrogate" in errors["sur"][1]
+    assert errors["2"][0] == 422 and "not valid JSON" in errors["2"][1]
+    assert result.report.control_chars_removed == 1
+    assert "refused: 2" in result.summary() and "control characters removed: 1" in result.summary()
+
+
+def test_pubmed_xml_identifiers_reach_the_output(tmp_path: Path) -> None:
+    source = tmp_path / "pubmed26n0001.xml.gz"
+    source.write_bytes(gzip.compress(PUBMED_XML.encode()))
+    result = _run(StandInGateway(lambda paper_id, n: 200), source, tmp_path / "out.parquet")
+    rows = result.table.to_pylist()
+    assert [(r["pmid"], r["doi"]) for r in rows] == [
+        ("1000001", "10.9999/example.1"), ("1000002", None), ("1000003", None)]
+    assert "skipped: 2 deleted citation" in result.summary()
+
+
+def test_excel_csv_is_classified_and_the_encoding_reported(tmp_path: Path) -> None:
+    source = tmp_path / "excel.csv"
+    source.write_bytes("Title,Abstract\nM\xe9n\xe9trier disease,Folds.\n".encode("cp1252"))
+    result = _run(StandInGateway(lambda paper_id, n: 200), source, tmp_path / "out.parquet")
+    assert result.table["label"].to_pylist() == ["cancer"]
+    assert "csv, cp1252 (not UTF-8)" in result.summary()
+
+
+def test_a_resumed_run_refuses_a_changed_input(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.parquet"
+    source.write_text("".join(json.dumps({"id": f"p{i}", "title": "T", "abstract": "A"}) + "\n"
+                              for i in range(4)))
+    with pytest.raises(Exception, match="4 papers"):  # the service is down: parts stay
+        _run(StandInGateway(lambda paper_id, n: 503), source, out)
+    source.write_text(source.read_text() + json.dumps({"id": "new", "title": "T",
+                                                       "abstract": "A"}) + "\n")
+    with pytest.raises(InputChanged, match="the input changed since this run began"):
+        _run(StandInGateway(lambda paper_id, n: 200), source, out)
