@@ -264,6 +264,7 @@ async def _classify_chunk(client: httpx.AsyncClient, url: str, chunk: pd.DataFra
 class BulkResult:
     table: pa.Table  # RESULT_SCHEMA, one row per input record, input order
     report: ReadReport
+    inputs: pd.DataFrame  # read_inputs' frame: identifiers, title and abstract per record
 
     def summary(self) -> str:
         """One paragraph for people: what was read, skipped, classified and refused."""
@@ -313,4 +314,4 @@ async def classify_file(
     if left:
         raise BulkIncomplete(f"{left} papers failed transiently after {backoff.attempts} "
                              "attempts and were not stored; run the same command again")
-    return BulkResult(store.finish(list(frame["key"])), report)
+    return BulkResult(store.finish(list(frame["key"])), report, frame)

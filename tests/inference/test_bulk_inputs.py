@@ -14,7 +14,7 @@ from aiohttp import web
 
 from inference.bulk import BulkResult, InputChanged, classify_file
 from tests.inference.test_bulk_retry import FAST, StandInGateway
-from tests.preprocessing.test_readers import PUBMED_XML
+from tests.preprocessing.test_readers import PUBMED_XML, RIS
 
 
 def _run(gateway: StandInGateway, source: Path, out: Path) -> BulkResult:
@@ -83,3 +83,28 @@ def test_a_resumed_run_refuses_a_changed_input(tmp_path: Path) -> None:
                                                        "abstract": "A"}) + "\n")
     with pytest.raises(InputChanged, match="the input changed since this run began"):
         _run(StandInGateway(lambda paper_id, n: 200), source, out)
+
+
+def test_results_export_to_csv_and_ris_with_identifiers(tmp_path: Path) -> None:
+    import pandas as pd
+    import rispy
+
+    from inference.exports import export_results
+
+    source = tmp_path / "refs.ris"
+    source.write_text(RIS)
+    result = _run(StandInGateway(lambda paper_id, n: 422 if paper_id == "ref-2" else 200),
+                  source, tmp_path / "out.parquet")
+    csv = pd.read_csv(export_results(result.inputs, result.table, tmp_path / "r.csv"),
+                      dtype=str, keep_default_na=False)
+    assert list(csv["id"]) == ["4000001", "ref-2"] and list(csv["pmid"]) == ["4000001", ""]
+    assert list(csv["label"]) == ["cancer", ""] and csv["error"][1] == "stand-in 422"
+    assert csv["title"][0] == "First reference title"
+    entries = rispy.loads((export_results(result.inputs, result.table, tmp_path / "r.ris")
+                           ).read_text())
+    assert [e.get("accession_number") for e in entries] == ["4000001", None]
+    assert entries[0]["keywords"] == ["paper-classifier:cancer"]
+    assert "cancer probability 0.9000" in entries[0]["notes"][0]
+    assert entries[1]["notes"] == ["paper-classifier: not classified: stand-in 422"]
+    with pytest.raises(ValueError, match="export formats are .csv, .ris"):
+        export_results(result.inputs, result.table, tmp_path / "r.xlsx")
