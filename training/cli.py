@@ -144,6 +144,9 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed that draws the --limit subset")] = 42,
     out: Annotated[Path | None, typer.Option(
         help="Write the full result (metrics and every prediction) as JSON here")] = None,
+    title_only: Annotated[bool, typer.Option(
+        "--title-only", help="Remove every abstract first: the accuracy on records that have "
+        "only a title")] = False,
 ) -> None:
     """Score a split by the label-token probabilities (one forward pass per paper) and print
     accuracy, macro F1, ECE, ROC-AUC and the wall time in seconds as one JSON line. Reads
@@ -154,7 +157,7 @@ def evaluate(
 
     settings = settings_from(T, scoring_engine=engine)
     result = evaluate_split(model, _data_dir(data_dir), split, adapter, template,
-                            settings.scoring_engine, limit, seed)
+                            settings.scoring_engine, limit, seed, title_only=title_only)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from preprocessing.papers import Paper
@@ -46,10 +47,14 @@ def evaluate_papers(model: Path | str, papers: list[Paper], adapter: Path | None
 def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
                    adapter: Path | None = None, template: str | None = None,
                    engine: EngineName = "auto", limit: int | None = None, seed: int = 42,
-                   batch_size: int = 16) -> dict:
+                   batch_size: int = 16, title_only: bool = False) -> dict:
+    """`title_only`: score each paper with its abstract removed, as records without one
+    (letters, editorials, PubMed's CSV download) are read."""
     papers = load_papers(data_dir, split, limit, seed)
-    return {"split": split, **evaluate_papers(model, papers, adapter, template, engine,
-                                              batch_size)}
+    if title_only:
+        papers = [replace(p, abstract="") for p in papers]
+    return {"split": split, "title_only": title_only,
+            **evaluate_papers(model, papers, adapter, template, engine, batch_size)}
 
 
 def headline(result: dict) -> dict:
