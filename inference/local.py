@@ -15,12 +15,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from inference import engine as engine_mod
 from preprocessing.settings import PROJECT_ROOT
 
 RUN_DIR = PROJECT_ROOT / ".run"
 STATE_FILE = RUN_DIR / "serve.json"
+GATEWAY_READY_TIMEOUT_S = 60
 
 
 @dataclass
@@ -81,15 +90,21 @@ def stop_process(pid: int, timeout_s: float = 20.0) -> None:
             os.killpg(pid, sig)
         except (ProcessLookupError, PermissionError):
             return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-                if _is_zombie(pid):
-                    return
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+        # Look every 0.2 s whether it is gone, for up to `timeout_s`.
+        gone = Retrying(retry=retry_if_result(lambda done: not done),
+                        stop=stop_after_delay(timeout_s), wait=wait_fixed(0.2),
+                        retry_error_callback=lambda _: False)
+        if gone(_is_gone, pid):
+            return
+
+
+def _is_gone(pid: int) -> bool:
+    """The process has exited (or is a zombie waiting to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -114,18 +129,22 @@ def start_gateway(engine_urls: list[str], model_dir: Path, port: int,
     process = subprocess.Popen([sys.executable, "-m", "inference", "gateway"], env=gateway_env,
                                stdout=log, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"gateway exited with {process.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    stop_process(process.pid)
-    raise TimeoutError("gateway not ready after 60 s")
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+
+    # Ask every 0.3 s for up to GATEWAY_READY_TIMEOUT_S; a gateway that exits fails at once.
+    waiting = Retrying(retry=retry_if_result(lambda ok: not ok)
+                       | retry_if_exception_type(httpx.HTTPError),
+                       stop=stop_after_delay(GATEWAY_READY_TIMEOUT_S), wait=wait_fixed(0.3))
+    try:
+        waiting(ready)
+    except RetryError:
+        stop_process(process.pid)
+        raise TimeoutError(f"gateway not ready after {GATEWAY_READY_TIMEOUT_S} s") from None
+    return process, url
 
 
 def start_local(model_dir: Path, engine_port: int, gateway_port: int) -> ServeState:

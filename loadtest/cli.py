@@ -11,11 +11,28 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from commandline.options import option, settings_from
+from loadtest.settings import BenchSettings, LoadtestSettings
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
                   rich_markup_mode="markdown")
+L, B = LoadtestSettings, BenchSettings
+RUN_PANEL, USERS_PANEL = "The run and its SLOs", "The simulated users (LOADTEST_* settings)"
+BENCH_PANEL, FILES_PANEL = "What to measure (BENCH_* settings)", "Model and outputs"
+
+
+def _users(field: str) -> typer.models.OptionInfo:
+    """The option of a LoadtestSettings field: its description, default and variable."""
+    return option(L, field, rich_help_panel=USERS_PANEL)
+
+
+def _measured(field: str) -> typer.models.OptionInfo:
+    """The option of a BenchSettings field: its description, default and variable."""
+    return option(B, field, rich_help_panel=BENCH_PANEL)
 
 
 def _default_run_dir() -> Path:
@@ -26,31 +43,49 @@ def _default_run_dir() -> Path:
     return PROJECT_ROOT / "results" / "loadtest" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+def _duration(text: str) -> str:
+    """Reject what Locust's --run-time would reject, before anything starts."""
+    from loadtest.run import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    return text
+
+
 @app.command()
 def run(
-    host: str = typer.Option("http://127.0.0.1:8080", help="Gateway base URL"),
-    users: int = typer.Option(32, min=1, help="Concurrent simulated users"),
-    spawn_rate: float = typer.Option(8, min=0.1, help="Users started per second"),
-    duration: str = typer.Option("10m", help="How long to run: 30s, 10m, 1h30m"),
-    out: Path = typer.Option(None, help="Output folder (default results/loadtest/<timestamp>)"),
-    max_error_rate: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="SLO: highest share of failed requests (0.01 = 1 %)"),
-    max_p95_ms: float = typer.Option(None, help="SLO: highest p95 latency over all requests"),
-    gateway_pid: int = typer.Option(
-        None, help="Process whose memory to sample (default: whoever listens on the host's "
-        "port, when the host is this machine)"),
-    api_key: str = typer.Option("", envvar="LOADTEST_API_KEY",
-                                help="API key, sent as `Authorization: Bearer KEY`"),
-    batch_size: int = typer.Option(
-        4, min=1, help="Papers per /v1/classify_papers call (the gateway admits 64 papers in "
-        "flight and answers 429 beyond: users x batch size above that measures shedding)"),
-    single_weight: int = typer.Option(3, min=0, help="How often users call classify_paper..."),
-    batch_weight: int = typer.Option(1, min=0, help="...relative to classify_papers"),
-    cache_bust: bool = typer.Option(
-        True, help="Make every title unique so the gateway's result cache never answers "
-        "(measures the engine, not the cache)"),
-    wait_max_s: float = typer.Option(0.5, min=0, help="Think time per user: 0 to this, seconds"),
-    split: str = typer.Option("test", help="Dataset split whose abstracts are sent"),
+    host: Annotated[str, typer.Option(help="Gateway base URL", rich_help_panel=RUN_PANEL)] = "http://127.0.0.1:8080",
+    users: Annotated[int, typer.Option(
+        min=1, help="Concurrent simulated users", rich_help_panel=RUN_PANEL)] = 32,
+    spawn_rate: Annotated[float, typer.Option(
+        min=0.1, help="Users started per second", rich_help_panel=RUN_PANEL)] = 8,
+    duration: Annotated[str, typer.Option(
+        callback=_duration, help="How long to run, in Locust's syntax: 90, 30s, 10m, 1h30m",
+        rich_help_panel=RUN_PANEL)
+    ] = "10m",
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default results/loadtest/DATE-TIME)",
+        rich_help_panel=RUN_PANEL)] = None,
+    max_error_rate: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="SLO: highest share of failed requests (0.01 = 1 %)",
+        rich_help_panel=RUN_PANEL)] = 0.0,
+    max_p95_ms: Annotated[float | None, typer.Option(
+        help="SLO: highest p95 latency over all requests, ms (default: no limit)",
+        rich_help_panel=RUN_PANEL)] = None,
+    gateway_pid: Annotated[int | None, typer.Option(
+        help="Process whose memory to sample (default: whoever listens on the host's port, "
+        "when the host is this machine)", rich_help_panel=RUN_PANEL)] = None,
+    api_key: Annotated[str | None, _users("api_key")] = None,
+    batch_size: Annotated[int | None, _users("batch_size")] = None,
+    single_weight: Annotated[int | None, _users("single_weight")] = None,
+    batch_weight: Annotated[int | None, _users("batch_weight")] = None,
+    cache_bust: Annotated[bool | None, _users("cache_bust")] = None,
+    wait_min_s: Annotated[float | None, _users("wait_min_s")] = None,
+    wait_max_s: Annotated[float | None, _users("wait_max_s")] = None,
+    split: Annotated[str | None, _users("split")] = None,
+    data_dir: Annotated[Path | None, _users("data_dir")] = None,
 ) -> None:
     """Run Locust headless against the gateway and judge the result against SLOs.
 
@@ -59,12 +94,12 @@ def run(
     latency_throughput.png. Exits with 1 when an SLO is broken.
     """
     from loadtest.run import RunOptions, run_load
-    from loadtest.settings import LoadtestSettings
 
-    settings = LoadtestSettings(api_key=api_key, batch_size=batch_size,
-                                single_weight=single_weight, batch_weight=batch_weight,
-                                cache_bust=cache_bust, wait_max_s=wait_max_s, split=split)
-    if single_weight + batch_weight == 0:
+    settings = settings_from(L, api_key=api_key, batch_size=batch_size,
+                             single_weight=single_weight, batch_weight=batch_weight,
+                             cache_bust=cache_bust, wait_min_s=wait_min_s,
+                             wait_max_s=wait_max_s, split=split, data_dir=data_dir)
+    if settings.single_weight + settings.batch_weight == 0:
         raise typer.BadParameter("at least one of --single-weight/--batch-weight must be > 0")
     out = out or _default_run_dir()
     summary = run_load(RunOptions(host=host.rstrip("/"), users=users, spawn_rate=spawn_rate,
@@ -79,19 +114,20 @@ def run(
 
 @app.command()
 def bench(
-    papers: int = typer.Option(None, min=1, help="Test papers to use (default: all of them)"),
-    concurrency: int = typer.Option(16, min=1, help="Requests in flight on the served paths"),
-    rounds: int = typer.Option(5, min=1, help="Timed rounds of each served path, "
-                               "interleaved (the median is kept)"),
-    model: Path = typer.Option(None, help="Model directory (default: models/latest, else the "
-                               "embedded base model)"),
-    only: str = typer.Option("baseline,offline,server,gateway",
-                             help="Paths to run, comma-separated"),
-    out_dir: Path = typer.Option(None, help="Folder for bench.md and bench.png "
-                                 "(default results/bench)"),
-    json_path: Path = typer.Option(None, "--json", help="JSON result (default "
-                                   "OUT_DIR/latest.json)"),
-    data_dir: Path = typer.Option(None, help="Processed dataset (default data/processed)"),
+    papers: Annotated[int | None, _measured("papers")] = None,
+    concurrency: Annotated[int | None, _measured("concurrency")] = None,
+    rounds: Annotated[int | None, _measured("rounds")] = None,
+    only: Annotated[str | None, _measured("only")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="Model directory (default: models/latest, else the embedded base model)",
+        rich_help_panel=FILES_PANEL)] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        help="Folder for bench.md and bench.png (default results/bench)",
+        rich_help_panel=FILES_PANEL)] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="JSON result (default OUT_DIR/latest.json)",
+        rich_help_panel=FILES_PANEL)] = None,
+    data_dir: Annotated[Path | None, _measured("data_dir")] = None,
 ) -> None:
     """Benchmark the serving paths one after the other on this machine, on the same model and
     papers: the original notebook's loop (baseline), vLLM's offline engine, the vLLM server
@@ -101,18 +137,19 @@ def bench(
     over the matmul rate torch measures here, in the precision the engine computes in) per
     path, the gateway's overhead and the cold start; prints PASS/FAIL per target (it does not
     fail on a missed target). Engine arguments, precision included, come from the ENGINE_*
-    variables, as for `python -m inference serve`.
+    variables, as for `python -m inference serve`; further settings (seed, ports, time
+    budgets) from the BENCH_* variables.
     Quick smoke: `--papers 16 --concurrency 4`.
     """
-    from loadtest.bench import DEFAULT_OUT, BenchOptions, print_targets, run_bench
+    from loadtest.bench.options import DEFAULT_OUT, BenchOptions
+    from loadtest.bench.report import print_targets
+    from loadtest.bench.runner import run_bench
     from model_contract.layout import resolve_model_dir
 
-    opts = BenchOptions(model_dir=resolve_model_dir(model), papers=papers,
-                        concurrency=concurrency, rounds=rounds,
-                        paths=tuple(p.strip() for p in only.split(",") if p.strip()),
+    settings = settings_from(B, papers=papers, concurrency=concurrency, rounds=rounds,
+                             only=only, data_dir=data_dir)
+    opts = BenchOptions(model_dir=resolve_model_dir(model), settings=settings,
                         out_dir=out_dir or DEFAULT_OUT, json_path=json_path)
-    if data_dir is not None:
-        opts.data_dir = data_dir
     # SIGTERM ends the run like Ctrl-C: the engine and gateway it started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run_bench(opts)

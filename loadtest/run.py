@@ -8,7 +8,6 @@ import csv
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -16,8 +15,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from unittest import mock
 from urllib.parse import urlparse
 
+import psutil
+from tenacity import Retrying, retry_if_result, wait_fixed
 from tqdm import tqdm
 
 from loadtest.settings import LoadtestSettings
@@ -25,69 +28,53 @@ from loadtest.settings import LoadtestSettings
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 CSV_PREFIX = "locust"
 AGGREGATED = "Aggregated"
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)")
 
 
 def parse_duration(text: str) -> float:
-    """'90', '90s', '10m', '1h30m' -> seconds (Locust's --run-time syntax)."""
-    text = text.strip().lower()
-    parts = _DURATION_RE.findall(text)
-    if not text or not parts or _DURATION_RE.sub("", text).strip():
-        raise ValueError(f"not a duration: {text!r} (try 30s, 10m, 1h30m)")
-    scale = {"h": 3600, "m": 60, "s": 1, "": 1}
-    return sum(float(n) * scale[unit] for n, unit in parts)
+    """'90', '90s', '10m', '1h30m' -> seconds, parsed by Locust itself (its --run-time
+    syntax), so what passes here passes there. Raises ValueError for anything else."""
+    # Importing the locust package monkey-patches the whole process for gevent, unless told
+    # not to: this process runs threads and subprocesses of its own.
+    with mock.patch.dict(os.environ, {"LOCUST_SKIP_MONKEY_PATCH": "1"}):
+        from locust.util.timespan import parse_timespan
+    try:
+        return float(parse_timespan(text))
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (try 30s, 10m, 1h30m)") from None
 
 
 # --- the gateway's memory --------------------------------------------------------------------
 
 def pid_listening_on(port: int) -> int | None:
-    """The process that listens on a local TCP port: psutil when installed, else /proc."""
+    """The process that listens on a local TCP port, None when there is none or it is not
+    ours to see."""
     try:
-        import psutil
-    except ImportError:
-        return _pid_from_proc(port)
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                return conn.pid
-    except psutil.AccessDenied:
-        return _pid_from_proc(port)
-    return None
+        return next((c.pid for c in psutil.net_connections(kind="tcp") if _listens(c, port)),
+                    None)
+    except psutil.AccessDenied:  # where only root may list every socket: look at each process
+        return next((p.pid for p in psutil.process_iter()
+                     if any(_listens(c, port) for c in _sockets(p))), None)
 
 
-def _pid_from_proc(port: int) -> int | None:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
-            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":
-                inodes.add(cols[9])
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    return int(proc.name)
-        except OSError:
-            continue
-    return None
+def _listens(connection: Any, port: int) -> bool:
+    return (connection.status == psutil.CONN_LISTEN and bool(connection.laddr)
+            and connection.laddr.port == port)
+
+
+def _sockets(process: psutil.Process) -> list:
+    """A process's TCP sockets; none when they are not ours to see."""
+    try:
+        return process.net_connections(kind="tcp")
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        return []
 
 
 def rss_bytes(pid: int) -> int | None:
+    """A process's resident memory in bytes; None when it is gone or not ours to see."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
+        return psutil.Process(pid).memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    return None
 
 
 def local_port(host: str) -> int | None:
@@ -340,7 +327,9 @@ def locust_command(opts: RunOptions, csv_prefix: Path, html: Path) -> list[str]:
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", opts.host, "--users", str(opts.users), "--spawn-rate", str(opts.spawn_rate),
-        "--run-time", opts.duration, "--stop-timeout", f"{opts.stop_timeout_s:g}",
+        "--run-time", opts.duration,
+        # Locust reads whole seconds only ("55.9" is refused): rounded up.
+        "--stop-timeout", str(math.ceil(opts.stop_timeout_s)),
         "--csv", str(csv_prefix), "--csv-full-history", "--html", str(html), "--only-summary",
         "--exit-code-on-error", "0",  # failures are judged by the SLO check, not by Locust
     ]
@@ -351,6 +340,22 @@ def _locust_env(settings: LoadtestSettings) -> dict[str, str]:
            for name, value in settings.model_dump().items() if value is not None}
     env["LOADTEST_CACHE_BUST"] = "1" if settings.cache_bust else "0"
     return env
+
+
+def _wait_with_progress(process: subprocess.Popen, seconds: float, desc: str,
+                        progress: bool) -> int:
+    """Wait until `process` exits, a bar filling up to `seconds` meanwhile (looked at once a
+    second); its exit code."""
+    with tqdm(total=round(seconds), unit="s", desc=desc, disable=not progress) as bar:
+        begun = time.monotonic()
+
+        def advance(_: object) -> None:
+            bar.n = min(round(time.monotonic() - begun), bar.total)
+            bar.refresh()
+
+        waiting = Retrying(retry=retry_if_result(lambda code: code is None), wait=wait_fixed(1),
+                           before_sleep=advance)
+        return waiting(process.poll)
 
 
 def run_load(opts: RunOptions) -> dict:
@@ -369,13 +374,7 @@ def run_load(opts: RunOptions) -> dict:
     with open(opts.out_dir / "locust.log", "wb") as log, RssSampler(pid) as rss:
         process = subprocess.Popen(command, env=os.environ | _locust_env(settings),
                                    stdout=log, stderr=subprocess.STDOUT)
-        with tqdm(total=round(seconds), unit="s", desc=f"locust {opts.users} users",
-                  disable=not opts.progress) as bar:
-            begun = time.monotonic()
-            while process.poll() is None:
-                time.sleep(1)
-                bar.n = min(round(time.monotonic() - begun), bar.total)
-                bar.refresh()
+        _wait_with_progress(process, seconds, f"locust {opts.users} users", opts.progress)
     if process.returncode != 0 or not Path(f"{csv_prefix}_stats.csv").exists():
         raise RuntimeError(f"locust exited with {process.returncode}; see "
                            f"{opts.out_dir / 'locust.log'}")

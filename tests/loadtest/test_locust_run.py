@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.run import RunOptions, run_load
+from loadtest.run import RunOptions, local_port, pid_listening_on, run_load, summary_markdown
 from loadtest.settings import LoadtestSettings
 from preprocessing.dataset import read_split
 
@@ -66,8 +66,14 @@ def test_files_are_written(load_run: tuple[dict, Path]) -> None:
         assert (out / name).stat().st_size > 0, name
     assert "<html" in (out / "report.html").read_text().lower()
     assert (out / "latency_throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # No failure: Locust's failures file holds its header only.
+    assert len((out / "locust_failures.csv").read_text().splitlines()) == 1
+    summary = json.loads((out / "summary.json").read_text())
     markdown = (out / "summary.md").read_text()
-    assert "| **all** |" in markdown and "SLO: PASS" in markdown
+    assert markdown == summary_markdown(summary)
+    total = summary["total"]
+    assert f"| **all** | {total['requests']} | 0 | {total['requests_per_s']:,.2f} |" in markdown
+    assert markdown.rstrip().endswith("**SLO: PASS**")
 
 
 def test_summary_agrees_with_locust_csv(load_run: tuple[dict, Path]) -> None:
@@ -89,9 +95,14 @@ def test_summary_agrees_with_locust_csv(load_run: tuple[dict, Path]) -> None:
     assert summary["total"]["p50_ms"] <= summary["total"]["p95_ms"] <= summary["total"]["p99_ms"]
 
 
-def test_gateway_memory_is_sampled(load_run: tuple[dict, Path]) -> None:
+def test_gateway_memory_is_sampled(load_run: tuple[dict, Path], gateway_url: str) -> None:
+    import psutil
+
     rss = load_run[0]["gateway_rss"]
-    assert rss["pid"] is not None
+    # The process sampled listens on the gateway's port, in the gateway's process group.
+    assert rss["pid"] == pid_listening_on(local_port(gateway_url))
+    leader = psutil.Process(os.getpgid(rss["pid"]))
+    assert leader.cmdline()[-3:] == ["-m", "inference", "gateway"]
     assert 20 < rss["start_mib"] < 2048 and 20 < rss["end_mib"] < 2048
     assert rss["peak_mib"] >= max(rss["start_mib"], rss["end_mib"])
     assert rss["per_minute_mib"] and rss["per_minute_mib"][0] == rss["start_mib"]
@@ -111,5 +122,5 @@ def test_impossible_slo_exits_non_zero(gateway_url: str, processed_dir: Path,
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["total"]["requests"] > 0 and summary["total"]["failures"] == 0
     assert summary["slo"]["passed"] is False
-    assert any("p95" in v for v in summary["slo"]["violations"])
-    assert "SLO: FAIL" in done.stdout
+    assert summary["slo"]["violations"] == [f"p95 {summary['total']['p95_ms']} ms > 0.001 ms"]
+    assert f"**SLO: FAIL**: {summary['slo']['violations'][0]}" in done.stdout.splitlines()

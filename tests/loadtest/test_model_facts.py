@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from loadtest import flops
-from loadtest.bench import full_abstract_renderer
+from loadtest.bench.papers import full_abstract_renderer
 from model_contract.layout import load_renderer
 
 

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from loadtest import flops
-from loadtest.bench import evaluate_targets, label_from_text, latency_stats, pick_papers
+from loadtest.bench.figures import latency_stats
+from loadtest.bench.papers import label_from_text, pick_papers
+from loadtest.bench.report import evaluate_targets
 from loadtest.checks import BadResponse, check_batch, check_classification
 from loadtest.run import (
-    _pid_from_proc,
+    RunOptions,
+    locust_command,
     papers_per_s_history,
     parse_duration,
     pid_listening_on,
@@ -22,6 +25,7 @@ from loadtest.run import (
     slo_violations,
     summarise,
 )
+from loadtest.settings import LoadtestSettings
 from preprocessing.papers import Paper
 
 GOOD = {"id": "p1", "label": "cancer", "probability": 0.9, "cancer_probability": 0.9,
@@ -35,10 +39,31 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "ten minutes", "10x", "5m later"])
+@pytest.mark.parametrize("text", ["", "ten minutes", "10x", "5m later", "1.5m", "10M"])
 def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
+    # What Locust's --run-time rejects is rejected here, before Locust starts.
+    with pytest.raises(ValueError, match=r"not a duration: .* \(try 30s, 10m, 1h30m\)"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("stop_timeout_s", "given"), [(30.0, "30"), (55.99, "56"), (0.2, "1")])
+def test_locust_gets_whole_seconds_to_stop(stop_timeout_s: float, given: str) -> None:
+    opts = RunOptions(host="http://127.0.0.1:8080", users=1, spawn_rate=1, duration="15s",
+                      out_dir=Path("out"), settings=LoadtestSettings(),
+                      stop_timeout_s=stop_timeout_s)
+    command = locust_command(opts, Path("out/locust"), Path("out/report.html"))
+    value = command[command.index("--stop-timeout") + 1]
+    assert value == given and parse_duration(value) == float(given)
+    assert command[command.index("--run-time") + 1] == "15s"
+
+
+def test_parse_duration_leaves_this_process_unpatched() -> None:
+    import socket
+    import threading
+
+    parse_duration("1m")
+    assert socket.socket.__module__ == "socket" and threading.Thread.__module__ == "threading"
+    assert "LOCUST_SKIP_MONKEY_PATCH" not in os.environ
 
 
 def test_good_classification_passes() -> None:
@@ -116,8 +141,10 @@ def test_slo_verdicts(tmp_path: Path) -> None:
     summary = summarise(_stats_csv(tmp_path), batch_size=8)
     assert slo_violations(summary, max_error_rate=0.05, max_p95_ms=2000) == []
     broken = slo_violations(summary, max_error_rate=0.0, max_p95_ms=0.001)
-    assert len(broken) == 2 and "error rate" in broken[0] and "p95" in broken[1]
-    assert slo_violations(summary, None, None, min_requests=100)  # too few requests
+    assert broken == ["error rate 0.0250 > 0.0", "p95 1800.0 ms > 0.001 ms"]
+    assert slo_violations(summary, max_error_rate=0.025, max_p95_ms=1800) == []  # limits pass
+    assert slo_violations(summary, None, None, min_requests=100) == [
+        "only 40 requests completed (want >= 100)"]
 
 
 def test_papers_per_second_history(tmp_path: Path) -> None:
@@ -136,8 +163,11 @@ def test_finds_the_process_listening_on_a_port() -> None:
         sock.listen()
         port = sock.getsockname()[1]
         assert pid_listening_on(port) == os.getpid()
-        assert _pid_from_proc(port) == os.getpid()
-    assert (rss_bytes(os.getpid()) or 0) > 10 * 2**20
+    assert pid_listening_on(port) is None  # closed: no one listens
+    # The kernel's own figure for this process, in kB.
+    status = Path(f"/proc/{os.getpid()}/status").read_text()
+    vm_rss = int(status.split("VmRSS:")[1].split()[0]) * 1024
+    assert rss_bytes(os.getpid()) == pytest.approx(vm_rss, rel=0.05)
     assert rss_bytes(2**22 + 12345) is None
 
 
@@ -193,12 +223,22 @@ def test_targets_are_judged() -> None:
     result = {"ratio_gateway_vs_baseline": 3.5, "gateway_overhead_throughput": 0.02,
               "gateway_overhead_p50_ms": 7.0, "mfu_gateway": 0.4, "cold_start_s": 40.0,
               "accuracy_baseline": 0.9, "accuracy_gateway": 0.95}
-    verdicts = {t["key"]: t["passed"] for t in evaluate_targets(result)}
-    assert verdicts == {"ratio_gateway_vs_baseline": True, "accuracy_gateway": True,
-                        "gateway_overhead_throughput": True, "gateway_overhead_p50_ms": False,
-                        "mfu_gateway": False, "cold_start_s": True}
+    rows = evaluate_targets(result)
+    assert [(t["key"], t["value"], t["threshold"], t["passed"]) for t in rows] == [
+        ("ratio_gateway_vs_baseline", 3.5, 3.0, True),
+        ("accuracy_gateway", 0.95, 0.9, True),
+        ("gateway_overhead_throughput", 0.02, 0.05, True),
+        ("gateway_overhead_p50_ms", 7.0, 5.0, False),
+        ("mfu_gateway", 0.4, 0.6, False),
+        ("cold_start_s", 40.0, 60.0, True)]
+    # On the threshold: >= and <= pass, < does not; lower accuracy than the baseline fails.
+    edge = {t["key"]: t["passed"] for t in evaluate_targets(
+        result | {"ratio_gateway_vs_baseline": 3.0, "gateway_overhead_p50_ms": 5.0,
+                  "cold_start_s": 60.0, "accuracy_gateway": 0.89})}
+    assert edge["ratio_gateway_vs_baseline"] and edge["gateway_overhead_p50_ms"]
+    assert not edge["cold_start_s"] and not edge["accuracy_gateway"]
     missing = evaluate_targets({})
-    assert not any(t["passed"] for t in missing)
+    assert len(missing) == 6 and all(t["value"] is None and not t["passed"] for t in missing)
 
 
 def test_machine_info_describes_this_machine() -> None:

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 from hardware.cpus import usable_cores
 from model_contract.prompts import PromptRenderer
@@ -27,22 +28,6 @@ def engine_env(on_gpu: bool) -> dict[str, str]:
         env |= {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
                 "VLLM_CPU_OMP_THREADS_BIND": usable_cores()}
     return {k: os.environ.get(k, v) for k, v in env.items()}
-
-
-@contextlib.contextmanager
-def scoped_env(values: dict[str, str]) -> Iterator[None]:
-    """Set variables for the engine only: child processes started later (a vLLM server in a
-    test session) must not inherit them."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextlib.contextmanager
@@ -106,7 +91,9 @@ def vllm_scores(model_dir: Path | str, renderer: PromptRenderer, papers: list[Pa
     from vllm import SamplingParams
 
     prompts = [renderer.render(p.title, p.abstract).text for p in papers]
-    with scoped_env(engine_env(_on_gpu())):
+    # Set for the engine only: child processes started later (a vLLM server in a test
+    # session) must not inherit them.
+    with mock.patch.dict(os.environ, engine_env(_on_gpu())):
         own = llm is None
         llm = llm if llm is not None else open_engine(model_dir, renderer.max_prompt_tokens() + 8)
         try:
