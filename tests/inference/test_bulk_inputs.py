@@ -4,35 +4,19 @@ The gateway is the stand-in of test_bulk_retry (a real HTTP server in this proce
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from inference.bulk import BulkResult, InputChanged, classify_file
-from tests.inference.test_bulk_retry import FAST, StandInGateway
+from inference.bulk import BulkResult, InputChanged
+from tests.inference.test_bulk_retry import StandInGateway, classify_against
 from tests.preprocessing.test_readers import PUBMED_XML, RIS
 
 
 def _run(gateway: StandInGateway, source: Path, out: Path) -> BulkResult:
-    async def main() -> BulkResult:
-        app = web.Application()
-        app.router.add_post("/v1/classify_papers", gateway.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            return await classify_file(source, out, f"http://127.0.0.1:{port}", batch_size=2,
-                                       concurrency=1, backoff=FAST)
-        finally:
-            await runner.cleanup()
-
-    return asyncio.run(main())
+    return classify_against(gateway, source, out, batch_size=2, concurrency=1)
 
 
 def test_bad_records_are_error_rows_not_a_crash(tmp_path: Path) -> None:

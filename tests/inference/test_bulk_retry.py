@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
-from inference.bulk import Backoff, BulkIncomplete, classify_file
+from inference.bulk import Backoff, BulkIncomplete, BulkResult, classify_file
 
 FAST = Backoff(attempts=4, initial_s=0.01, max_s=0.05)
 # What to answer for a paper on its n-th request (1-based): a status, or 200 for a result.
@@ -53,8 +53,11 @@ class StandInGateway:
         return web.json_response({"model": "m", "prompt_version": "p", "results": results})
 
 
-def _run(gateway: StandInGateway, source: Path, out: Path, **kwargs) -> pa.Table:
-    async def main() -> pa.Table:
+def classify_against(gateway: StandInGateway, source: Path, out: Path,
+                     **kwargs) -> BulkResult:
+    """`classify_file` of `source` against `gateway` served on a free loopback port (batches
+    of 4, two in flight, FAST backoff unless `kwargs` say otherwise)."""
+    async def main() -> BulkResult:
         app = web.Application()
         app.router.add_post("/v1/classify_papers", gateway.handle)
         runner = web.AppRunner(app)
@@ -63,13 +66,17 @@ def _run(gateway: StandInGateway, source: Path, out: Path, **kwargs) -> pa.Table
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         try:
-            result = await classify_file(source, out, f"http://127.0.0.1:{port}",
-                                         batch_size=4, concurrency=2, backoff=FAST, **kwargs)
-            return result.table
+            return await classify_file(source, out, f"http://127.0.0.1:{port}",
+                                       **({"batch_size": 4, "concurrency": 2, "backoff": FAST}
+                                          | kwargs))
         finally:
             await runner.cleanup()
 
     return asyncio.run(main())
+
+
+def _run(gateway: StandInGateway, source: Path, out: Path, **kwargs) -> pa.Table:
+    return classify_against(gateway, source, out, **kwargs).table
 
 
 @pytest.fixture
