@@ -1,4 +1,10 @@
-"""python -m inference: run the engine, the gateway, both together, swap models, bulk-classify."""
+"""python -m inference: run the engine, the gateway, both together, swap models, bulk-classify.
+
+engine is vLLM's OpenAI server alone, gateway the FastAPI front alone; serve and demo start both
+on this machine; deploy-model swaps the model of a running serve; classify sends many papers
+through a gateway; fetch-model copies a published model version from the model bucket. Options
+also come from environment variables: ENGINE_* (inference/engine.py), GATEWAY_*
+(inference/gateway/settings.py), BULK_* (inference/bulk_settings.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +13,31 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from commandline.options import option, settings_from
+from inference.bulk_settings import BulkSettings
+from inference.engine import EngineSettings
+from inference.gateway.settings import GatewaySettings
+from preprocessing.settings import PreprocessSettings
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+# Options of several commands; those backed by a settings field take default and help from it.
+ModelOpt = Annotated[Path | None, typer.Option(
+    "--model", help="Model directory to serve (default: models/latest, else the embedded base "
+    "model)")]
+EnginePortOpt = Annotated[int | None, option(EngineSettings, "port", "--engine-port")]
+GatewayPortOpt = Annotated[int | None, option(GatewaySettings, "port", "--gateway-port")]
+
+
+def _ports(engine_port: int | None, gateway_port: int | None) -> tuple[int, int]:
+    """The preferred engine and gateway ports: the options, else ENGINE_PORT / GATEWAY_PORT,
+    else the fields' defaults."""
+    return (settings_from(EngineSettings, port=engine_port).port,
+            settings_from(GatewaySettings, port=gateway_port).port)
 
 
 def _log_setup() -> None:
@@ -19,19 +46,19 @@ def _log_setup() -> None:
 
 @app.command()
 def engine(
-    model: Path = typer.Option(None, help="Merged model directory (default: models/latest, "
-                               "else the embedded base model)"),
-    host: str = typer.Option(None, help="Bind address (default 127.0.0.1; env ENGINE_HOST)"),
-    port: int = typer.Option(None, help="Port (default 8000; env ENGINE_PORT)"),
+    model: ModelOpt = None,
+    host: Annotated[str | None, option(EngineSettings, "host")] = None,
+    port: Annotated[int | None, option(EngineSettings, "port")] = None,
 ) -> None:
-    """Start vLLM's OpenAI server for the model with platform-tuned arguments, wait until it
-    serves, print where it listens, and stay in the foreground until stopped."""
+    """Start vLLM's OpenAI-compatible server for a model directory with arguments tuned to
+    the platform (precision, CPU cores, KV cache, batch sizes: the other ENGINE_* variables),
+    wait until it serves, print its URL, and stay in the foreground until Ctrl-C or SIGTERM.
+    Reads the model directory; writes nothing (vLLM logs to the terminal)."""
     from inference import engine as eng
     from model_contract.layout import resolve_model_dir
 
     _log_setup()
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = eng.EngineSettings(**overrides)
+    settings = settings_from(EngineSettings, host=host, port=port)
     model_dir = resolve_model_dir(model)
     process = eng.start(settings, model_dir)
     signal.signal(signal.SIGTERM, lambda *_: process.terminate())
@@ -57,22 +84,24 @@ def gateway() -> None:
     settings = GatewaySettings()
     configure_logging(settings.log_level)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, access_log=False, timeout_graceful_shutdown=10)
+                log_config=None, access_log=False, timeout_graceful_shutdown=10,
+                timeout_keep_alive=settings.keep_alive_s)
 
 
 @app.command()
 def serve(
-    model: Path = typer.Option(None, help="Model directory (default: models/latest, else the "
-                               "embedded base model)"),
-    engine_port: int = typer.Option(8000, help="Engine port"),
-    gateway_port: int = typer.Option(8080, help="Gateway port"),
+    model: ModelOpt = None,
+    engine_port: EnginePortOpt = None,
+    gateway_port: GatewayPortOpt = None,
 ) -> None:
-    """Engine + gateway together on loopback; Ctrl-C stops both cleanly."""
+    """Engine + gateway together on loopback (127.0.0.1), each on the first free port from
+    the one given, the gateway's admin route on for deploy-model. Prints both URLs; Ctrl-C
+    stops both cleanly. Writes the processes' logs and state (serve.json) under .run/."""
     from inference.local import ServeState, start_local, stop_process
     from model_contract.layout import resolve_model_dir
 
     _log_setup()
-    state = start_local(resolve_model_dir(model), engine_port, gateway_port)
+    state = start_local(resolve_model_dir(model), *_ports(engine_port, gateway_port))
     typer.echo(f"gateway: {state.gateway_url}  (docs {state.gateway_url}/docs)\n"
                f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
     _wait_for_interrupt()
@@ -85,24 +114,27 @@ def serve(
 
 @app.command()
 def demo(
-    model: Path = typer.Option(None, help="Model directory (default: models/latest, else the "
-                               "embedded base model)"),
-    processed_dir: Path = typer.Option(Path("data/processed"), help="Output of `python -m "
-                                       "preprocessing`"),
-    engine_port: int = typer.Option(8000, help="Engine port"),
-    gateway_port: int = typer.Option(8080, help="Gateway port"),
-    keep_running: bool = typer.Option(True, help="Leave engine + gateway up until Ctrl-C"),
+    model: ModelOpt = None,
+    processed_dir: Annotated[Path | None, option(PreprocessSettings, "out_dir",
+                                                 "--processed-dir")] = None,
+    engine_port: EnginePortOpt = None,
+    gateway_port: GatewayPortOpt = None,
+    keep_running: Annotated[bool, typer.Option(
+        help="Leave engine + gateway up after the demo until Ctrl-C (--no-keep-running stops "
+        "them at once)")] = True,
 ) -> None:
-    """Serve the model (engine + gateway), classify the test split over REST, print accuracy
-    and sample answers, then keep both running with their URLs shown until Ctrl-C."""
+    """Serve the model as `serve` does, classify the test split (PROCESSED_DIR/test.parquet)
+    over REST, print accuracy, papers per second and sample answers, then keep both running
+    with their URLs shown until Ctrl-C. Writes only logs and state under .run/."""
     from inference.demo import run_demo
     from inference.local import ServeState, start_local, stop_process
     from model_contract.layout import resolve_model_dir
 
     _log_setup()
-    state = start_local(resolve_model_dir(model), engine_port, gateway_port)
+    processed = settings_from(PreprocessSettings, out_dir=processed_dir).out_dir
+    state = start_local(resolve_model_dir(model), *_ports(engine_port, gateway_port))
     try:
-        run_demo(processed_dir, state.gateway_url)
+        run_demo(processed, state.gateway_url)
         if keep_running:
             typer.echo(f"\ngateway: {state.gateway_url}  (docs {state.gateway_url}/docs)\n"
                        f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
@@ -132,10 +164,12 @@ def _wait_for_interrupt() -> None:
 
 @app.command("deploy-model")
 def deploy_model(
-    model: Path = typer.Argument(..., help="Merged model directory to serve next"),
+    model: Annotated[Path, typer.Argument(help="Merged model directory to serve next")],
 ) -> None:
-    """Zero-downtime swap on a running `serve`: start a new engine with MODEL, wait until it is
-    ready, switch the gateway to it, let the old engine drain, then stop it."""
+    """Zero-downtime swap on a running `serve`: start a new engine with MODEL (ENGINE_*
+    settings) on the next free port, wait until it is ready, switch the gateway to it through
+    its admin route (with the first of GATEWAY_API_KEYS, if set), let the old engine drain,
+    then stop it. Reads and updates .run/serve.json; prints the gateway's answer as JSON."""
     from inference.deploy import api_key_from_env
     from inference.deploy import deploy_model as deploy
     from inference.local import ServeState
@@ -147,8 +181,10 @@ def deploy_model(
 def _register_fetch_model() -> None:
     from model_registry.cli import fetch_command
 
-    app.command("fetch-model", help="Download a published model version from the model "
-                "bucket and verify every checksum (the engine's init container).")(
+    app.command("fetch-model", help="Download a published model version "
+                "(s3://BUCKET/models/NAME/VERSION/) from the model bucket into DEST, verify "
+                "every sha256 checksum, then move it into place atomically; does nothing when "
+                "DEST already holds that version. Prints DEST (the engine's init container).")(
         fetch_command)
 
 
@@ -157,37 +193,80 @@ _register_fetch_model()
 
 @app.command()
 def classify(
-    input_path: Path = typer.Argument(..., help="A folder of paper files (optionally "
-                                      "Cancer/ and Non-Cancer/), or a CSV, JSONL or parquet "
-                                      "file with title and abstract (and id) columns"),
-    out: Path = typer.Option(Path("results/classified.parquet"), help="Output parquet"),
-    url: str = typer.Option("http://127.0.0.1:8080", help="Gateway URL"),
-    batch_size: int = typer.Option(16, help="Papers per request"),
-    concurrency: int = typer.Option(4, help="Requests in flight"),
-    api_key: str = typer.Option(None, envvar="LOADTEST_API_KEY", help="Gateway API key"),
-    attempts: int = typer.Option(8, min=1, help="Tries per paper when the service is busy or "
-                                 "down (429, 5xx, lost connection), with backoff up to 30 s"),
-    retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Keep the answers of a finished OUT and classify again "
-        "only the papers it stored as transient failures (e.g. 'inference engine timed out' "
-        "from an older version); without it a finished OUT is redone whole"),
+    input_path: Annotated[Path, typer.Argument(
+        help="Papers to classify, in any of these formats (recognised from the content): "
+        "PubMed XML (.xml, .xml.gz, efetch or baseline/update files), MEDLINE (.nbib, .txt), "
+        "RIS, PubMed's CSV download, CSV/TSV/JSONL/Parquet with title and abstract columns "
+        "(any capitalisation), or a folder of <ID:...>/Title:/Abstract: files")],
+    out: Annotated[Path, typer.Option(
+        help="Output parquet: one row per input paper with label, probabilities, model and "
+        "error columns")] = Path("results/classified.parquet"),
+    url: Annotated[str | None, option(BulkSettings, "gateway_url", "--url")] = None,
+    batch_size: Annotated[int | None, option(BulkSettings, "batch_size")] = None,
+    concurrency: Annotated[int | None, option(BulkSettings, "concurrency")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="LOADTEST_API_KEY", show_envvar=True,
+        help="Gateway API key, sent as a bearer token (the same variable the load test "
+        "reads)")] = None,
+    attempts: Annotated[int | None, option(BulkSettings, "attempts")] = None,
+    input_format: Annotated[str | None, typer.Option(
+        "--format", help="Read the input as this format instead of recognising it: "
+        "pubmed-xml, medline, ris, csv, jsonl, parquet or folder")] = None,
+    column: Annotated[list[str] | None, typer.Option(
+        "--column", help="A table's column for a field, FIELD=COLUMN, e.g. --column "
+        "title=Headline --column abstract=Summary (fields: id, title, abstract, pmid, doi, "
+        "label); repeatable")] = None,
+    export: Annotated[Path | None, typer.Option(
+        help="Also write the results as CSV or RIS (by the suffix: .csv, .ris): each record's "
+        "id, PMID, DOI, title and abstract with the label and probability added, ready to "
+        "import into a spreadsheet, a screening tool or a reference manager (RIS: keyword "
+        "paper-classifier:LABEL and a note)")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Keep the answers of a finished OUT and classify again only the "
+        "papers it stored as transient failures (e.g. 'inference engine timed out' from an "
+        "older version); without it a finished OUT is redone whole")] = False,
 ) -> None:
-    """Classify many papers through the gateway. Results are written chunk by chunk: kill it
-    and run the same command again, and it resumes; each input appears once in OUT. Only a
-    refusal of the paper itself (a 4xx such as 422) is stored as an error row; a busy or
-    failing service is retried and, if it stays so, the run stops with exit code 3 and the
-    same command picks up the rest."""
+    """Classify many papers of INPUT_PATH through the gateway into the parquet OUT. Results
+    are written chunk by chunk to OUT.parts/ beside it: kill it and run the same command again,
+    and it resumes; each input appears once in OUT. Only a refusal of the paper itself (a 4xx
+    such as 422) is stored as an error row; a busy or failing service is retried and, if it
+    stays so, the run stops with exit code 3 and the same command picks up the rest."""
     import asyncio
 
-    from inference.bulk import Backoff, BulkIncomplete, classify_file
+    from inference.bulk import Backoff, BulkIncomplete, InputChanged, classify_file
 
+    settings = settings_from(BulkSettings, gateway_url=url, batch_size=batch_size,
+                             concurrency=concurrency, attempts=attempts)
+    columns = _column_mapping(column)
+    if export is not None and export.suffix.lower() not in (".csv", ".ris"):
+        raise typer.BadParameter("the export format follows the suffix: .csv or .ris",
+                                 param_hint="--export")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        table = asyncio.run(classify_file(input_path, out, url, batch_size, concurrency,
-                                          api_key, Backoff(attempts=attempts), retry_failed))
+        result = asyncio.run(classify_file(
+            input_path, out, settings.gateway_url, settings.batch_size, settings.concurrency,
+            api_key, Backoff(attempts=settings.attempts), retry_failed, input_format, columns))
     except BulkIncomplete as err:
         typer.echo(f"incomplete: {err}", err=True)
         raise typer.Exit(3) from None
-    errors = sum(e is not None for e in table["error"].to_pylist())
-    typer.echo(f"wrote {table.num_rows} rows to {out} ({errors} papers refused, with the "
-               "reason in the error column)")
+    except (InputChanged, ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err), param_hint="INPUT_PATH") from None
+    typer.echo(result.summary())
+    typer.echo(f"wrote {result.table.num_rows} rows to {out}")
+    if export is not None:
+        from inference.exports import export_results
+
+        typer.echo(f"wrote {export_results(result.inputs, result.table, export)}")
+
+
+def _column_mapping(pairs: list[str] | None) -> dict[str, str] | None:
+    """`["title=Headline"]` -> `{"title": "Headline"}`. Raises typer.BadParameter."""
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise typer.BadParameter(f"--column wants FIELD=COLUMN, got {pair!r}")
+        mapping[field.strip()] = column.strip()
+    return mapping

@@ -26,27 +26,34 @@ log = logging.getLogger(__name__)
 class EngineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ENGINE_")
 
-    host: str = Field("127.0.0.1", description="Bind address")
-    port: int = Field(8000, description="Listen port")
-    served_model_name: str = Field(SERVED_NAME, description="Name clients ask for")
-    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto: cuda if present")
+    host: str = Field("127.0.0.1", description="Address the engine's OpenAI server binds to "
+                      "(0.0.0.0 in a container)")
+    port: int = Field(8000, description="TCP port the engine's OpenAI server listens on")
+    served_model_name: str = Field(SERVED_NAME, description="Model name clients ask for "
+                                   "(the gateway's GATEWAY_MODEL_NAME must match)")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Where the engine "
+                        "computes: cpu, cuda, or auto (cuda if an NVIDIA GPU is present)")
     precision: PrecisionSetting = Field(
         "auto", description="vLLM --dtype; auto = the hardware rule (bf16 where native, fp16 on "
         "NVIDIA before compute capability 8.0, else fp32)")
     # CPU: the KV cache is plain memory; short prompts need little.
-    cpu_kvcache_gib: int = Field(2, description="VLLM_CPU_KVCACHE_SPACE on CPU")
+    cpu_kvcache_gib: int = Field(2, description="KV cache size on CPU, in GiB "
+                                 "(VLLM_CPU_KVCACHE_SPACE)")
     cpu_threads_bind: str = Field(
-        "auto", description="Cores the CPU engine computes on (VLLM_CPU_OMP_THREADS_BIND)"
+        "auto", description="Cores the CPU engine computes on, e.g. 0-3 or 0,2 "
+        "(VLLM_CPU_OMP_THREADS_BIND); auto = every core this process may use"
     )
     enforce_eager: bool = Field(
         True, description="Skip graph compilation: ready in ~30 s instead of ~150 s on CPU"
     )
-    gpu_memory_utilization: float = Field(0.85, description="GPU share vLLM may take")
-    max_num_seqs: int = Field(64, description="Most sequences scheduled in one step")
+    gpu_memory_utilization: float = Field(0.85, description="Share of GPU memory vLLM may "
+                                          "take, 0 to 1")
+    max_num_seqs: int = Field(64, description="Most sequences (papers) scheduled in one step")
     max_num_batched_tokens: int | None = Field(None, description="Tokens per step (default: "
                                                "enough for max_num_seqs prompts on GPU)")
     extra_args: str = Field("", description="More vLLM arguments, space-separated")
-    ready_timeout_s: float = Field(600, description="How long to wait for readiness")
+    ready_timeout_s: float = Field(600, description="Seconds to wait for the server to serve "
+                                   "the model before giving up")
 
 
 def engine_device(settings: EngineSettings) -> str:

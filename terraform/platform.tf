@@ -137,6 +137,12 @@ resource "helm_release" "ingress_nginx" {
         }
       }
       metrics = { enabled = true }
+      # Idle upstream keep-alive to the pods, stated rather than left to the chart's default:
+      # the gateway's own (GATEWAY_KEEP_ALIVE_S=75) must outlast it, so nginx is the side that
+      # closes an idle connection and never reuses one the gateway is closing (sporadic 502s).
+      config = {
+        "upstream-keepalive-timeout" = "60"
+      }
     }
   })]
 

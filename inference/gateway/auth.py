@@ -1,4 +1,6 @@
-"""Optional API keys: `Authorization: Bearer KEY` or `X-API-Key: KEY`, compared in constant time."""
+"""Optional API keys: `Authorization: Bearer KEY` or `X-API-Key: KEY`, compared in constant time.
+One router-level dependency of the classification and admin routers; the open router (health,
+readiness, metrics) never asks, so probes and scrapes work before secrets are mounted."""
 
 from __future__ import annotations
 
@@ -6,8 +8,7 @@ import hmac
 
 from fastapi import HTTPException, Request
 
-# Reachable without a key: probes and scrapes must work before secrets are mounted.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+from inference.gateway.deps import StateDep
 
 
 def presented_key(request: Request) -> str | None:
@@ -25,8 +26,7 @@ def key_is_valid(key: str | None, accepted: list[str]) -> bool:
     return any(matches)
 
 
-async def require_api_key(request: Request) -> None:
-    accepted: list[str] = request.app.state.api_keys
-    if accepted and not key_is_valid(presented_key(request), accepted):
+async def require_api_key(request: Request, state: StateDep) -> None:
+    if state.api_keys and not key_is_valid(presented_key(request), state.api_keys):
         raise HTTPException(401, "missing or invalid API key",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -117,7 +117,11 @@ class Classifier:
                       reread)
 
     async def _score(self, renderer: PromptRenderer, prompt: str) -> LabelScore:
-        return score_from_logprobs(renderer, await self._call_engine(prompt))
+        logprobs = await self._call_engine(prompt)
+        try:
+            return score_from_logprobs(renderer, logprobs)
+        except ValueError as err:  # no label token among them: the engine's fault, not ours
+            raise ServiceError(502, f"unexpected engine response: {err}") from None
 
     async def _call_engine(self, prompt: str) -> dict[int, float]:
         try:
@@ -190,6 +194,3 @@ def _label_logprobs(raw: bytes) -> dict[int, float]:
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise ServiceError(502, f"unexpected engine response: {err!r}") from None
 
-
-def answer_dict(answer: Answer) -> dict:
-    return asdict(answer)

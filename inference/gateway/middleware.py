@@ -1,20 +1,26 @@
 """One pure-ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): request id,
-body-size limit, in-flight gauge, request metrics and an access log line."""
+body-size limit, in-flight gauge, request metrics, an access log line, a problem document for
+any fault that escapes the app, and cancellation of the request when its client goes away."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 
-import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference.gateway.logs import request_id_var
 from inference.gateway.metrics import GatewayMetrics
+from inference.gateway.problems import INTERNAL_DETAIL, PROBLEM_MEDIA_TYPE, problem_body
 
 log = logging.getLogger("gateway.access")
+errors_log = logging.getLogger("gateway.errors")
+
+#: Recorded (metrics, log) for a request whose client left before its answer (nginx's code).
+CLIENT_CLOSED = 499
 
 
 class _BodyTooLarge(HTTPException):
@@ -25,10 +31,11 @@ class _BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
-async def _send_json(send: Send, status: int, body: dict, headers: list) -> None:
-    raw = orjson.dumps(body)
+async def _send_problem(send: Send, status: int, detail: str, headers: list) -> None:
+    raw = problem_body(status, detail)
     await send({"type": "http.response.start", "status": status, "headers": headers + [
-        (b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]})
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(raw)).encode())]})
     await send({"type": "http.response.body", "body": raw})
 
 
@@ -44,32 +51,72 @@ class GatewayMiddleware:
         token = request_id_var.set(request_id)
         id_header = [(b"x-request-id", request_id.encode("latin-1"))]
         status, started, seen = 500, time.perf_counter(), 0
+        response_started = responded = False
         self.metrics.in_flight.inc()
 
-        async def limited_receive() -> Message:
-            nonlocal seen
+        # Client disconnect -> cancel this request's task, and with it every engine call it has
+        # in flight (aiohttp closes their connections; vLLM aborts a request whose connection
+        # closes). Once the app has read the whole body, the server's receive() returns only
+        # when the client disconnects or the response is complete, so a watcher awaits it; the
+        # app's own later receive() calls wait on the watcher instead of racing it.
+        task = asyncio.current_task()
+        gone = asyncio.Event()
+        watcher: asyncio.Task | None = None
+        cancelled_here = False
+
+        async def watch() -> None:
+            nonlocal cancelled_here
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+                if not responded and task is not None:
+                    cancelled_here = True
+                    task.cancel()
+
+        async def watched_receive() -> Message:
+            nonlocal seen, watcher
+            if watcher is not None:
+                await gone.wait()
+                return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body:
                 raise _BodyTooLarge(self.max_body)
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                watcher = asyncio.create_task(watch())
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message["headers"] = list(message.get("headers", [])) + id_header
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                responded = True  # before the send: completing it wakes the watcher
             await send(message)
 
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
             if declared > self.max_body:
                 raise _BodyTooLarge(self.max_body)
-            await self.app(scope, limited_receive, send_with_id)
+            await self.app(scope, watched_receive, send_with_id)
         except _BodyTooLarge as err:
             status = 413
-            await _send_json(send, 413, {"detail": err.detail}, id_header)
+            await _send_problem(send, 413, err.detail, id_header)
+        except asyncio.CancelledError:
+            if not cancelled_here:
+                raise  # the server is shutting down: not ours to swallow
+            task.uncancel()  # type: ignore[union-attr]
+            status = CLIENT_CLOSED
+        except Exception:
+            errors_log.exception("unhandled error")
+            if response_started:
+                raise
+            status = 500
+            await _send_problem(send, 500, INTERNAL_DETAIL, id_header)
         finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.in_flight.dec()

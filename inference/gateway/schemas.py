@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from inference.gateway.problems import Problem
 
 
 def is_valid_unicode(text: str) -> bool:
@@ -24,15 +27,26 @@ def printable(value: object) -> object:
     return value
 
 
-def validation_details(errors: list[dict]) -> list[dict]:
-    """Pydantic errors as the API reports them: type, loc and msg, never the input (which may
-    be large, private, or not valid Unicode)."""
-    return [{"type": e["type"], "loc": [printable(part) for part in e["loc"]],
-             "msg": printable(e["msg"])} for e in errors]
+def validation_details(errors: Sequence[Any]) -> list[dict]:
+    """Pydantic errors as the API reports them: loc, type and msg, never the input (which may
+    be large, private, or not valid Unicode). `loc` is relative to the JSON body (FastAPI's
+    leading "body" is dropped; see the loc rule in problems.py); a JSON syntax error points at
+    the body as a whole, with the offset in `msg`."""
+    details = []
+    for e in errors:
+        loc = list(e["loc"])
+        if loc[:1] == ["body"]:
+            loc = loc[1:]
+        msg = printable(e["msg"])
+        if e["type"] == "json_invalid":
+            msg, loc = f"{msg} at character {loc[0]}" if loc else msg, []
+        details.append({"loc": [printable(part) for part in loc], "type": e["type"],
+                        "msg": msg})
+    return details
 
 
 class Paper(BaseModel):
-    """One paper. Lengths are checked against the settings in `check_lengths`, so the limits
+    """One paper. Lengths are checked against the settings in `length_errors`, so the limits
     live in one place (GatewaySettings) and the error names the field."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -60,16 +74,12 @@ class BatchRequest(BaseModel):
     papers: list[Any] = Field(..., min_length=1, description="Papers, answered in order")
 
 
-class ItemError(BaseModel):
-    status: int
-    detail: str | list
-
-
 class BatchItem(BaseModel):
     index: int
     id: str | None = None
     result: Classification | None = None
-    error: ItemError | None = None
+    error: Problem | None = Field(None, description="This paper's problem document (status "
+                                  "422 for an invalid paper, 429/502/503/504 as for one paper)")
 
 
 class BatchResponse(BaseModel):

@@ -58,6 +58,14 @@ class GatewaySettings(BaseSettings):
     cache_size: int = Field(10_000, ge=0, description="Result cache entries (0 = off)")
     health_interval_s: float = Field(2.0, gt=0, description="How often engines are probed")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 429 and 503")
+    # uvicorn's default (5 s) is shorter than ingress-nginx's upstream keep-alive (60 s): nginx
+    # would reuse a connection the gateway is closing, and the client gets a sporadic 502. The
+    # side that closes idle connections must be the proxy, so this must exceed its timeout
+    # (k8s/base/gateway.yaml; tests/infra/test_kustomize.py checks it).
+    keep_alive_s: int = Field(
+        75, ge=1, description="Idle client keep-alive before the gateway closes a connection "
+        "(uvicorn timeout_keep_alive); must exceed the proxy's upstream keep-alive (nginx: 60 s)"
+    )
     log_level: str = Field("info", description="Python log level")
 
     _split = field_validator("engine_urls", "api_keys", mode="before")(_split_csv)

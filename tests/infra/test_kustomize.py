@@ -198,6 +198,32 @@ def test_prod_gateway_settings_point_at_the_headless_engine_service() -> None:
     assert hpa["spec"]["minReplicas"] == 3 <= hpa["spec"]["maxReplicas"]
 
 
+def _ingress_upstream_keepalive_s() -> int:
+    """The controller's `upstream-keepalive-timeout` as terraform/ installs it (the kustomize
+    manifests do not own the controller's ConfigMap)."""
+    text = "".join(p.read_text() for p in (K8S.parent / "terraform").glob("*.tf"))
+    found = re.search(r'"?upstream-keepalive-timeout"?\s*=\s*"?(\d+)', text)
+    assert found, "terraform's ingress-nginx release states upstream-keepalive-timeout"
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("path", [PROD, DEV], ids=["prod", "dev"])
+def test_gateway_keep_alive_outlives_the_ingress_upstream_keep_alive(path: Path) -> None:
+    """The proxy must be the side that closes an idle connection; if the gateway closed first,
+    nginx could reuse a connection being closed and answer 502 (uvicorn's default is 5 s)."""
+    from inference.gateway.settings import GatewaySettings
+
+    objects = render(path)
+    main = pod_spec(find(objects, "Deployment", "gateway"))["containers"][0]
+    (config_ref,) = main["envFrom"]
+    settings = find(objects, "ConfigMap", config_ref["configMapRef"]["name"])["data"]
+    gateway_s = int(settings["GATEWAY_KEEP_ALIVE_S"])
+    ingress_s = _ingress_upstream_keepalive_s()
+    assert gateway_s > ingress_s, (gateway_s, ingress_s)
+    assert GatewaySettings().keep_alive_s > ingress_s  # the default, outside Kubernetes too
+    assert find(objects, "Ingress", "gateway")["spec"]["ingressClassName"] == "nginx"
+
+
 def test_prod_has_no_plain_secret_and_takes_iam_roles_from_terraform() -> None:
     objects = render(PROD)
     assert [o for o in objects if o["kind"] == "Secret"] == []

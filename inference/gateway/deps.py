@@ -1,0 +1,49 @@
+"""What routes need, as `Annotated` dependencies: the app's state lives in one `GatewayState`
+on `app.state.gateway`, and only this module reaches for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import aiohttp
+from fastapi import Depends, Request
+
+from inference.gateway.classifier import Classifier
+from inference.gateway.metrics import GatewayMetrics
+from inference.gateway.settings import GatewaySettings
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    api_keys: list[str]
+    # Set by the lifespan: the engine session, and the service (replaced by a model swap).
+    session: aiohttp.ClientSession | None = None
+    service: Classifier | None = field(default=None)
+
+
+def get_state(request: Request) -> GatewayState:
+    return request.app.state.gateway
+
+
+def get_service(request: Request) -> Classifier:
+    service = get_state(request).service
+    if service is None:  # only between app creation and lifespan start
+        raise RuntimeError("the gateway has not started")
+    return service
+
+
+def get_settings(request: Request) -> GatewaySettings:
+    return get_state(request).settings
+
+
+def get_metrics(request: Request) -> GatewayMetrics:
+    return get_state(request).metrics
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+ServiceDep = Annotated[Classifier, Depends(get_service)]
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+MetricsDep = Annotated[GatewayMetrics, Depends(get_metrics)]

@@ -1,0 +1,151 @@
+"""Command-line parsing of `python -m inference` (engine and bulk client mocked out): options
+backed by a settings field show its help and default, and fall back to its environment
+variable when left out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from inference.bulk import Backoff, BulkResult
+from inference.bulk_settings import BulkSettings
+from inference.cli import _ports, app
+from inference.engine import EngineSettings
+from preprocessing.readers import ReadReport
+
+WIDE = {"COLUMNS": "400"}
+
+
+def _option_line(command: str, flag: str) -> str:
+    out = CliRunner().invoke(app, [command, "--help"], env=WIDE).output
+    return next(line for line in out.splitlines() if line.lstrip("│ *").startswith(flag + " "))
+
+
+@pytest.mark.parametrize(("command", "flag", "settings", "field"), [
+    ("engine", "--port", EngineSettings, "port"),
+    ("serve", "--engine-port", EngineSettings, "port"),
+    ("classify", "--url", BulkSettings, "gateway_url"),
+    ("classify", "--batch-size", BulkSettings, "batch_size"),
+])
+def test_help_and_default_come_from_the_settings_field(command: str, flag: str, settings: type,
+                                                       field: str) -> None:
+    line = _option_line(command, flag)
+    info = settings.model_fields[field]
+    prefix = settings.model_config["env_prefix"]
+    assert f"{info.description} (env {prefix}{field.upper()})" in line
+    assert f"[default: ({info.default})]" in line
+
+
+@pytest.fixture
+def bulk_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    calls: list[dict] = []
+
+    async def fake_classify_file(input_path, out, url, batch_size, concurrency, api_key,
+                                 backoff, reuse_output, fmt, columns):
+        calls.append(dict(url=url, batch_size=batch_size, concurrency=concurrency,
+                          api_key=api_key, attempts=backoff.attempts, reuse=reuse_output))
+        if fmt or columns:
+            calls[-1] |= {"fmt": fmt, "columns": columns}
+        table = pa.table({"error": pa.array([None, "too long"], pa.string())})
+        return BulkResult(table, ReadReport(format="csv", records=2), pd.DataFrame())
+
+    monkeypatch.setattr("inference.bulk.classify_file", fake_classify_file)
+    for name in ("BULK_GATEWAY_URL", "BULK_BATCH_SIZE", "BULK_CONCURRENCY", "BULK_ATTEMPTS",
+                 "LOADTEST_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+def test_classify_defaults_environment_and_options(bulk_calls: list[dict],
+                                                   tmp_path: Path) -> None:
+    out = str(tmp_path / "out.parquet")
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--out", out])
+    assert result.exit_code == 0, result.output
+    assert bulk_calls[-1] == dict(url="http://127.0.0.1:8080", batch_size=16, concurrency=4,
+                                  api_key=None, attempts=8, reuse=False)
+    assert "wrote 2 rows" in result.output and "refused: 1" in result.output
+    assert "read 2 records (csv)" in result.output
+
+    env = {"BULK_BATCH_SIZE": "5", "BULK_GATEWAY_URL": "http://gw:9", "BULK_ATTEMPTS": "2",
+           "LOADTEST_API_KEY": "k"}
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--out", out], env=env)
+    assert result.exit_code == 0, result.output
+    assert bulk_calls[-1] == dict(url="http://gw:9", batch_size=5, concurrency=4, api_key="k",
+                                  attempts=2, reuse=False)
+
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--out", out, "--batch-size",
+                                      "7", "--url", "http://other", "--retry-failed"], env=env)
+    assert result.exit_code == 0, result.output
+    assert bulk_calls[-1]["batch_size"] == 7 and bulk_calls[-1]["url"] == "http://other"
+    assert bulk_calls[-1]["reuse"] is True
+
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--out", out, "--format", "ris",
+                                      "--column", "title=Headline"])
+    assert result.exit_code == 0, result.output
+    assert (bulk_calls[-1]["fmt"], bulk_calls[-1]["columns"]) == ("ris", {"title": "Headline"})
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--export", "x.xlsx"], env=WIDE)
+    assert result.exit_code == 2 and "the export format follows the suffix" in result.output
+
+
+def test_classify_refuses_an_invalid_setting_by_name(bulk_calls: list[dict]) -> None:
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--attempts", "0"], env=WIDE)
+    assert result.exit_code == 2
+    assert "attempts: Input should be greater than or equal to 1" in result.output
+    assert not bulk_calls
+
+
+def test_bulk_settings_match_the_backoff() -> None:
+    backoff, description = Backoff(), BulkSettings.model_fields["attempts"].description
+    assert BulkSettings().attempts == backoff.attempts
+    assert f"from {backoff.initial_s:g} s up to {backoff.max_s:g} s" in description
+
+
+def test_engine_port_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    started: list[EngineSettings] = []
+
+    class FakeProcess:
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+        def terminate(self) -> None:
+            pass
+
+    def fake_start(settings: EngineSettings, model_dir: Path) -> FakeProcess:
+        started.append(settings)
+        return FakeProcess()
+
+    monkeypatch.setattr("inference.engine.start", fake_start)
+    monkeypatch.setattr("inference.engine.wait_ready", lambda *a: 1.0)
+    monkeypatch.setattr("model_contract.layout.resolve_model_dir", lambda m: tmp_path)
+    monkeypatch.setattr("signal.signal", lambda *a: None)
+    monkeypatch.delenv("ENGINE_HOST", raising=False)
+    result = CliRunner().invoke(app, ["engine"], env={"ENGINE_PORT": "8123"})
+    assert result.exit_code == 0, result.output
+    assert started[-1].port == 8123 and "http://127.0.0.1:8123/v1" in result.output
+    result = CliRunner().invoke(app, ["engine", "--port", "9000", "--host", "0.0.0.0"],
+                                env={"ENGINE_PORT": "8123"})
+    assert result.exit_code == 0, result.output
+    assert (started[-1].host, started[-1].port) == ("0.0.0.0", 9000)
+
+
+def test_serve_ports_option_over_environment_over_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENGINE_PORT", raising=False)
+    monkeypatch.delenv("GATEWAY_PORT", raising=False)
+    assert _ports(None, None) == (8000, 8080)
+    monkeypatch.setenv("GATEWAY_PORT", "9090")
+    assert _ports(None, None) == (8000, 9090)
+    assert _ports(8001, 8081) == (8001, 8081)
+
+
+def test_every_command_explains_itself() -> None:
+    for command in ("engine", "gateway", "serve", "demo", "deploy-model", "classify",
+                    "fetch-model"):
+        result = CliRunner().invoke(app, [command, "--help"], env=WIDE)
+        assert result.exit_code == 0, (command, result.output)
+        assert "Show this message" in result.output
