@@ -35,7 +35,8 @@ RESULT_SCHEMA = pa.schema([
     ("key", pa.string()), ("id", pa.string()), ("pmid", pa.string()), ("doi", pa.string()),
     ("label", pa.string()),
     ("probability", pa.float64()), ("cancer_probability", pa.float64()),
-    ("truncated", pa.bool_()), ("reread", pa.bool_()), ("model", pa.string()),
+    ("truncated", pa.bool_()), ("reread", pa.bool_()), ("abstract_missing", pa.bool_()),
+    ("model", pa.string()),
     ("prompt_version", pa.string()), ("error", pa.string()), ("error_status", pa.int32()),
 ])
 
@@ -196,7 +197,8 @@ def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
 
 
 def _paper(record: dict) -> dict:
-    return {"title": record["title"] or " ", "abstract": record["abstract"] or " ",
+    # An empty abstract is classified by the title alone (abstract_missing in the answer).
+    return {"title": record["title"] or " ", "abstract": record["abstract"] or "",
             "id": record["id"]}
 
 
@@ -211,6 +213,7 @@ def _row(record: dict, item: dict | None) -> dict:
         result = item["result"]
         row |= {k: result[k] for k in ("label", "probability", "cancer_probability",
                                        "truncated", "reread", "model", "prompt_version")}
+        row["abstract_missing"] = result.get("abstract_missing", False)
     return row
 
 

@@ -12,8 +12,8 @@ import rispy
 
 EXPORT_FORMATS = (".csv", ".ris")
 # The answer's columns, after the input's identifiers and text.
-ANSWER_COLUMNS = ["label", "cancer_probability", "probability", "truncated", "reread", "model",
-                  "prompt_version", "error"]
+ANSWER_COLUMNS = ["label", "cancer_probability", "probability", "abstract_missing",
+                  "truncated", "reread", "model", "prompt_version", "error"]
 
 
 def joined(frame: pd.DataFrame, table: pa.Table) -> pd.DataFrame:

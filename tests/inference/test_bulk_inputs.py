@@ -12,7 +12,7 @@ import pytest
 
 from inference.bulk import BulkResult, InputChanged
 from tests.inference.test_bulk_retry import StandInGateway, classify_against
-from tests.preprocessing.test_readers import PUBMED_XML, RIS
+from tests.preprocessing.test_readers import PUBMED_CSV, PUBMED_XML, RIS
 
 
 def _run(gateway: StandInGateway, source: Path, out: Path) -> BulkResult:
@@ -92,3 +92,14 @@ def test_results_export_to_csv_and_ris_with_identifiers(tmp_path: Path) -> None:
     assert entries[1]["notes"] == ["paper-classifier: not classified: stand-in 422"]
     with pytest.raises(ValueError, match="export formats are .csv, .ris"):
         export_results(result.inputs, result.table, tmp_path / "r.xlsx")
+
+
+def test_title_only_records_are_classified_and_flagged(tmp_path: Path) -> None:
+    source = tmp_path / "csv-pubmed.csv"  # PubMed's CSV download has no abstracts
+    source.write_text(PUBMED_CSV)
+    gateway = StandInGateway(lambda paper_id, n: 200)
+    result = _run(gateway, source, tmp_path / "out.parquet")
+    assert result.table["abstract_missing"].to_pylist() == [True, True]
+    assert result.table["error"].null_count == 2
+    assert [p["abstract"] for p in gateway.papers.values()] == ["", ""]
+    assert "classified: 2 (2 without an abstract)" in result.summary()

@@ -34,6 +34,7 @@ class StandInGateway:
     def __init__(self, script: Script, first_request_503: bool = False) -> None:
         self.script, self.refuse_next = script, first_request_503
         self.asked: Counter[str] = Counter()
+        self.papers: dict[str, dict] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.refuse_next:
@@ -43,10 +44,12 @@ class StandInGateway:
         results = []
         for index, paper in enumerate((await request.json())["papers"]):
             self.asked[paper["id"]] += 1
+            self.papers[paper["id"]] = paper
             status = self.script(paper["id"], self.asked[paper["id"]])
             item = {"index": index, "id": paper["id"], "result": None, "error": None}
             if status == 200:
-                item["result"] = _result(paper["id"])
+                item["result"] = _result(paper["id"]) | {
+                    "abstract_missing": not paper["abstract"]}
             else:
                 item["error"] = {"status": status, "detail": f"stand-in {status}"}
             results.append(item)

@@ -33,7 +33,7 @@ def test_both_routes_answer_the_contract(client: GatewayClient, standin: StandIn
     assert body == {"id": "p-1", "label": label, "probability": pytest.approx(probability),
                     "cancer_probability": pytest.approx(cancer), "model": "base",
                     "prompt_version": body["prompt_version"], "truncated": False,
-                    "reread": False}
+                    "reread": False, "abstract_missing": False}
     assert body["prompt_version"].startswith("cancer-yn")
     assert response.headers["x-request-id"]
 
@@ -48,6 +48,30 @@ def test_the_engine_is_asked_for_the_label_logprobs(client: GatewayClient,
     assert sent["logprobs"] == 2 and sent["return_tokens_as_token_ids"] is True
     assert sent["allowed_token_ids"] == sorted(label_token_ids.values())
     assert f"Title: {PAPER['title']}" in sent["prompt"]
+
+
+@pytest.mark.parametrize("missing", [{}, {"abstract": None}, {"abstract": ""},
+                                     {"abstract": "   "}])
+def test_a_paper_without_abstract_is_classified_by_its_title(
+        client: GatewayClient, standin: StandInEngine, missing: dict) -> None:
+    standin.script.cancer_probability = 0.8
+    paper = {"id": "letter", "title": "Adjuvant chemotherapy in resected colon cancer"}
+    response = client.post("/v1/classify_paper", json=paper | missing)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["abstract_missing"] is True and body["label"] == "cancer"
+    assert body["reread"] is False  # nothing more to read
+    (sent,) = standin.bodies
+    assert "Abstract: <|im_end|>" in sent["prompt"]  # the template, its abstract empty
+    (item,) = client.post("/v1/classify_papers", json={"papers": [paper | missing]}
+                          ).json()["results"]
+    assert item["result"]["abstract_missing"] is True
+
+
+def test_a_paper_with_neither_title_nor_abstract_is_refused(client: GatewayClient) -> None:
+    response = client.post("/v1/classify_paper", json={"title": " ", "abstract": ""})
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["errors"]] == [["title"]]
 
 
 def test_request_id_is_echoed(client: GatewayClient) -> None:

@@ -38,11 +38,10 @@ def test_malformed_json_is_422(client: GatewayClient) -> None:
 
 @pytest.mark.parametrize(("body", "field", "kind"), [
     ({"title": 5, "abstract": "a"}, "title", "string_type"),
-    ({"title": "t", "abstract": None}, "abstract", "string_type"),
+    ({"title": "t", "abstract": 5}, "abstract", "string_type"),
+    ({"title": "t", "abstract": ["a"]}, "abstract", "string_type"),
     ({"abstract": "a"}, "title", "missing"),
-    ({"title": "t"}, "abstract", "missing"),
     ({"title": "   ", "abstract": "a"}, "title", "string_too_short"),
-    ({"title": "t", "abstract": ""}, "abstract", "string_too_short"),
     ({"title": "t", "abstract": "a", "colour": "red"}, "colour", "extra_forbidden"),
     ({"title": "t" * 2001, "abstract": "a"}, "title", "string_too_long"),
     ({"title": "t", "abstract": "a" * 100_001}, "abstract", "string_too_long"),

@@ -63,7 +63,7 @@ def _catalogue(make_client, standin: StandInEngine, tmp_path) -> list:
     keyed.post("/admin/model", json={"engine_urls": [standin.url],
                                      "model_dir": str(tmp_path / "missing")}, headers=key)  # 422
     keyed.post("/v1/classify_papers", headers=key, json={"papers": [  # 200, two 422 items
-        {"title": SECRET * 3, "abstract": ""}, {"title": "t", "abstract": "a", "colour": 1}]})
+        {"title": SECRET * 3, "abstract": 7}, {"title": "t", "abstract": "a", "colour": 1}]})
     keyed.post("/v1/classify_papers", headers=key, json={"papers": ["x", {"title": 5}]})
     # 429: one slot held by a slow call
     busy = make_client(max_in_flight=1, queue_wait_s=0.01, cache_size=0)

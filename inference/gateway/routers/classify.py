@@ -45,17 +45,18 @@ def length_errors(paper: Paper, settings: GatewaySettings) -> list[dict]:
         {"loc": [field], "type": "string_too_long",
          "msg": f"{field} is longer than {limit} characters"}
         for field, limit in limits.items()
-        if len(getattr(paper, field)) > limit
+        if len(getattr(paper, field) or "") > limit
     ]
 
 
 async def _classify(service: Classifier, paper: Paper) -> Classification:
-    answer = await service.classify(paper.title, paper.abstract)
+    abstract = paper.abstract or ""
+    answer = await service.classify(paper.title, abstract)
     return Classification(
         id=paper.id, label=answer.label, probability=answer.probability,
         cancer_probability=answer.cancer_probability, model=service.model.version,
         prompt_version=service.model.prompt_version, truncated=answer.truncated,
-        reread=answer.reread,
+        reread=answer.reread, abstract_missing=not abstract,
     )
 
 
