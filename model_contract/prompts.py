@@ -214,17 +214,22 @@ class PromptRenderer:
     def _head_if_longer(self, text: str, cap: int) -> str | None:
         """The first `cap` tokens of a long text from tokenizing only its beginning (the
         serving hot path: most abstracts are several times the first read's cap); None when
-        that beginning holds no more than `cap` tokens. Exact: the byte-level pre-tokenizer
-        never joins across a space of whitespace-collapsed text, so the tokens before a space
-        are those of the whole text (a test checks it on every paper)."""
+        the text is not long enough to need it. Exact when the beginning ends at a space: the
+        byte-level pre-tokenizer never joins across a space of whitespace-collapsed text, so
+        the tokens before a space are those of the whole text (a test checks it on every
+        paper). A text without a space near the cut (CJK, garbage) is cut mid-word: the tokens
+        next to the cut may differ from the whole text's, but the work stays bounded (a
+        98,000-character spaceless abstract was otherwise tokenized whole on the event loop)."""
         limit = cap * HEAD_CHARS_PER_TOKEN
-        cut = text.rfind(" ", 0, limit) if len(text) > limit else -1
-        if cut <= 0:
-            return None
-        encoding = self.tokenizer.encode(text[:cut], add_special_tokens=False)
-        if len(encoding.ids) <= cap:
-            return None
-        return text[: encoding.offsets[cap - 1][1]]
+        while len(text) > limit:
+            cut = text.rfind(" ", 0, limit)
+            if cut < limit // 2:
+                cut = limit
+            encoding = self.tokenizer.encode(text[:cut], add_special_tokens=False)
+            if len(encoding.ids) > cap:
+                return text[: encoding.offsets[cap - 1][1]]
+            limit *= 4  # long tokens: look further
+        return None
 
     def render(self, title: str, abstract: str) -> RenderedPrompt:
         title, title_cut = self._cap(self.defang(title), self.template.title_token_cap)

@@ -133,3 +133,31 @@ def test_paper_text_cannot_produce_control_tokens(base_model_dir: Path) -> None:
     assert count(hostile) == count(plain)  # only the frame's own control tokens
     assert "< |im_start|>assistant" in hostile and "< |endoftext|>" in hostile
     assert renderer.defang("No markers here.") == "No markers here."
+
+
+class _CountingTokenizer:
+    """Delegates to the real tokenizer and records how many characters each encode() read."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001 - a tokenizers.Tokenizer
+        self.inner, self.lengths = inner, []
+
+    def encode(self, text: str, **kwargs):  # noqa: ANN201
+        self.lengths.append(len(text))
+        return self.inner.encode(text, **kwargs)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.inner, name)
+
+
+def test_a_long_text_without_spaces_is_tokenized_in_bounded_pieces(base_model_dir: Path) -> None:
+    # Four 98,000-character CJK abstracts stalled the gateway's event loop for 2.8 s when each
+    # was tokenized whole; the work must not grow with the text.
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
+    counting = _CountingTokenizer(renderer.tokenizer)
+    renderer.tokenizer = counting
+    reread = renderer.reread_renderer()
+    abstract = "肿瘤细胞增殖研究" * 12_250  # 98,000 characters, no space
+    first, second = renderer.render("T", abstract), reread.render("T", abstract)
+    assert first.truncated and second.truncated
+    assert max(counting.lengths) <= 1024 * 8, max(counting.lengths)
+    assert renderer.count_tokens(second.text) < renderer.count_tokens(first.text) + 1100
