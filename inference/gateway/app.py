@@ -27,7 +27,7 @@ from inference.gateway.problems import (
     problem_response,
     summary,
 )
-from inference.gateway.routers import admin, classify, ops
+from inference.gateway.routers import admin, classify, files, ops
 from inference.gateway.schemas import validation_details
 from inference.gateway.settings import GatewaySettings
 from model_contract.layout import load_manifest, load_renderer, resolve_model_dir
@@ -134,6 +134,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.gateway = GatewayState(settings, metrics, settings.load_api_keys())
     app.include_router(ops.router)
     app.include_router(classify.router)
+    app.include_router(files.router)
     if settings.admin_enabled:
         app.include_router(admin.admin_router(build_classifier))
     app.add_exception_handler(ServiceError, _service_error)

@@ -66,6 +66,9 @@ class GatewaySettings(BaseSettings):
         75, ge=1, description="Idle client keep-alive before the gateway closes a connection "
         "(uvicorn timeout_keep_alive); must exceed the proxy's upstream keep-alive (nginx: 60 s)"
     )
+    max_file_records: int = Field(
+        200, ge=1, description="Most records in one /v1/classify_file upload (larger exports: "
+        "the bulk command, python -m inference classify)")
     log_level: str = Field("info", description="Python log level")
 
     _split = field_validator("engine_urls", "api_keys", mode="before")(_split_csv)

@@ -74,8 +74,10 @@ async def classify_paper(paper: Paper, service: ServiceDep,
     return await _classify(service, paper)
 
 
-async def _batch_item(service: Classifier, index: int, raw: Any,
-                      settings: GatewaySettings) -> BatchItem:
+async def classify_item(service: Classifier, index: int, raw: Any,
+                        settings: GatewaySettings) -> BatchItem:
+    """One paper of a batch (or of an uploaded file): its result, or its own problem document
+    (never an exception: one item's fault must not fail the others)."""
     raw_id = raw.get("id") if isinstance(raw, dict) else None
     item_id = raw_id if isinstance(raw_id, str) and is_valid_unicode(raw_id) else None
     try:
@@ -110,7 +112,7 @@ async def classify_papers(batch: BatchRequest, service: ServiceDep, settings: Se
                              "msg": f"at most {settings.max_batch} papers per batch"}])
     metrics.batch_size.observe(len(batch.papers))
     items = await asyncio.gather(
-        *(_batch_item(service, i, raw, settings) for i, raw in enumerate(batch.papers))
+        *(classify_item(service, i, raw, settings) for i, raw in enumerate(batch.papers))
     )
     return BatchResponse(model=service.model.version,
                          prompt_version=service.model.prompt_version, results=list(items))
