@@ -24,8 +24,8 @@ PUBMED_XML = """<?xml version="1.0" encoding="UTF-8"?>
     <ArticleTitle>Growth of <i>in vitro</i> tumour spheroids under CO<sub>2</sub></ArticleTitle>
     <Abstract>
      <AbstractText Label="BACKGROUND">Spheroids model tumours.</AbstractText>
-     <AbstractText Label="METHODS" NlmCategory="METHODS">We grew 10<sup>6</sup> cells.
-     </AbstractText>
+     <AbstractText Label="METHODS" NlmCategory="METHODS">We grew 10<sup>6</sup> cells
+      (<mml:math xmlns:mml="http://www.w3.org/1998/Math/MathML"><mml:mi>p</mml:mi><mml:mo>&lt;</mml:mo><mml:mn>0.05</mml:mn></mml:math>).</AbstractText>
     </Abstract>
     <ELocationID EIdType="doi" ValidYN="Y">10.9999/elocation.1</ELocationID>
    </Article>
@@ -123,7 +123,8 @@ def test_pubmed_xml(tmp_path: Path, gz: bool) -> None:
     assert [r.pmid for r in got] == ["1000001", "1000002", "1000003"]
     first = got[0]
     assert first.title == "Growth of in vitro tumour spheroids under CO2"
-    assert first.abstract == ("BACKGROUND: Spheroids model tumours. METHODS: We grew 106 cells.")
+    assert first.abstract == ("BACKGROUND: Spheroids model tumours. METHODS: We grew 106 cells "
+                              "(p<0.05).")
     assert first.doi == "10.9999/example.1"
     assert got[1].title == "Walking programmes for older adults."  # translation brackets off
     assert got[1].abstract == "" and got[1].problem is None
