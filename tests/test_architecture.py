@@ -36,3 +36,24 @@ def test_checker_sees_lazy_imports_of_torch(tmp_path: Path) -> None:
     result = _lint(config)
     assert result.returncode == 1
     assert "training.merge -> torch" in result.stdout
+
+
+def test_the_gateway_command_runs_without_torch(base_model_dir: Path) -> None:
+    # What `python -m inference gateway` imports, up to a started app (lifespan included: the
+    # model directory read, the tokenizer loaded), in a fresh interpreter.
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "import inference.__main__  # noqa: F401 - the command's own module\n"
+        "from inference.gateway.app import create_app\n"
+        "from inference.gateway.settings import GatewaySettings\n"
+        f"settings = GatewaySettings(model_dir={str(base_model_dir)!r},\n"
+        "                           engine_urls=['http://127.0.0.1:9'])\n"
+        "with TestClient(create_app(settings)) as client:\n"
+        "    assert client.get('/healthz').status_code == 200\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules)\n"
+        "print(heavy)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

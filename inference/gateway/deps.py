@@ -24,23 +24,29 @@ class GatewayState:
     service: Classifier | None = field(default=None)
 
 
-def get_state(request: Request) -> GatewayState:
+def _state(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
-def get_service(request: Request) -> Classifier:
-    service = get_state(request).service
+# The dependencies are `async def`: FastAPI runs a plain `def` dependency in its thread pool,
+# a thread hop per dependency per request on the hot path.
+async def get_state(request: Request) -> GatewayState:
+    return _state(request)
+
+
+async def get_service(request: Request) -> Classifier:
+    service = _state(request).service
     if service is None:  # only between app creation and lifespan start
         raise RuntimeError("the gateway has not started")
     return service
 
 
-def get_settings(request: Request) -> GatewaySettings:
-    return get_state(request).settings
+async def get_settings(request: Request) -> GatewaySettings:
+    return _state(request).settings
 
 
-def get_metrics(request: Request) -> GatewayMetrics:
-    return get_state(request).metrics
+async def get_metrics(request: Request) -> GatewayMetrics:
+    return _state(request).metrics
 
 
 StateDep = Annotated[GatewayState, Depends(get_state)]
