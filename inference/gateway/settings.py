@@ -69,6 +69,9 @@ class GatewaySettings(BaseSettings):
     max_file_records: int = Field(
         200, ge=1, description="Most records in one /v1/classify_file upload (larger exports: "
         "the bulk command, python -m inference classify)")
+    max_file_expanded_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Most bytes an uploaded file may expand to once "
+        "decompressed (a small .gz could otherwise expand to gigabytes); beyond it 413")
     log_level: str = Field("info", description="Python log level")
 
     _split = field_validator("engine_urls", "api_keys", mode="before")(_split_csv)

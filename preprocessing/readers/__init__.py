@@ -13,7 +13,9 @@ from __future__ import annotations
 import gzip
 import io
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from preprocessing.readers.detect import FORMATS, detect_format, is_gzip
 from preprocessing.readers.folder import read_folder
@@ -24,45 +26,83 @@ from preprocessing.readers.ris import read_ris
 from preprocessing.readers.tables import read_delimited, read_jsonl, read_parquet
 from preprocessing.readers.text import decode, note_encoding
 
-__all__ = ["FORMATS", "ReadReport", "Record", "RecordStream", "detect_format", "read_records"]
+__all__ = ["FORMATS", "InputTooLarge", "ReadReport", "Record", "RecordStream", "detect_format",
+           "read_records"]
+
+
+class InputTooLarge(ValueError):
+    """The input holds more bytes (once decompressed) than the reader was allowed to read."""
+
+
+class _Bounded:
+    """A binary stream that raises InputTooLarge past `limit` bytes (None: no limit), so that
+    a small gzip file cannot expand into gigabytes (a decompression bomb)."""
+
+    def __init__(self, stream: BinaryIO, limit: int | None) -> None:
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.limit is not None and size < 0:
+            size = self.limit - self.seen + 1
+        data = self.stream.read(size)
+        self.seen += len(data)
+        if self.limit is not None and self.seen > self.limit:
+            raise InputTooLarge(f"more than {self.limit} bytes once decompressed")
+        return data
+
+
+@contextmanager
+def _open(path: Path, limit: int | None) -> Iterator[_Bounded]:
+    """The file's bytes, gzip looked through, bounded by `limit`."""
+    with (gzip.open(path) if is_gzip(path) else path.open("rb")) as stream:
+        yield _Bounded(stream, limit)
 
 
 class RecordStream:
     """The records of one input, read lazily; `report` fills as they are read."""
 
-    def __init__(self, path: Path, fmt: str, columns: Mapping[str, str] | None) -> None:
-        self.path, self.format, self.columns = path, fmt, columns
+    def __init__(self, path: Path, fmt: str, columns: Mapping[str, str] | None,
+                 max_bytes: int | None) -> None:
+        self.path, self.format, self.columns, self.max_bytes = path, fmt, columns, max_bytes
         self.report = ReadReport(format=fmt)
 
     def __iter__(self) -> Iterator[Record]:
         path, report = self.path, self.report
         if self.format == "folder":
             yield from read_folder(path, report)
-        elif self.format == "pubmed-xml":
-            with (gzip.open(path) if is_gzip(path) else path.open("rb")) as stream:
-                yield from read_pubmed_xml(stream, report)
-        elif self.format in {"medline", "ris"}:
-            raw = gzip.decompress(path.read_bytes()) if is_gzip(path) else path.read_bytes()
-            text, encoding = decode(raw)
-            note_encoding(report, encoding)
-            reader = read_medline if self.format == "medline" else read_ris
-            yield from reader(io.StringIO(text), report)
-        elif self.format == "jsonl":
-            yield from read_jsonl(path, report, self.columns)
         elif self.format == "parquet":
             yield from read_parquet(path, report, self.columns)
+        elif self.format == "pubmed-xml":
+            with _open(path, self.max_bytes) as stream:
+                yield from read_pubmed_xml(stream, report)
         else:
-            yield from read_delimited(path, report, self.columns)
+            with _open(path, self.max_bytes) as stream:
+                raw = stream.read()
+            yield from self._text_records(raw)
+
+    def _text_records(self, raw: bytes) -> Iterator[Record]:
+        if self.format == "jsonl":
+            yield from read_jsonl(raw, self.report, self.columns)
+        elif self.format == "csv":
+            suffix = Path(self.path.name.removesuffix(".gz")).suffix
+            yield from read_delimited(raw, suffix, self.report, self.columns)
+        else:
+            text, encoding = decode(raw)
+            note_encoding(self.report, encoding)
+            reader = read_medline if self.format == "medline" else read_ris
+            yield from reader(io.StringIO(text), self.report)
 
 
-def read_records(path: Path, fmt: str | None = None,
-                 columns: Mapping[str, str] | None = None) -> RecordStream:
-    """The records of `path` (a file or a folder). `fmt` (one of FORMATS) overrides detection;
-    `columns` maps fields to a table's column names. Raises FileNotFoundError for a missing
-    path and ValueError for an unknown format or a table without title/abstract columns."""
+def read_records(path: Path, fmt: str | None = None, columns: Mapping[str, str] | None = None,
+                 max_bytes: int | None = None) -> RecordStream:
+    """The records of `path` (a file or a folder; gzip is looked through). `fmt` (one of
+    FORMATS) overrides detection; `columns` maps fields to a table's column names; `max_bytes`
+    bounds what a file may expand to. Raises FileNotFoundError for a missing path, ValueError
+    for an unknown format or a table without title/abstract columns, and InputTooLarge (while
+    reading) past `max_bytes`."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     chosen = fmt or detect_format(path)
     if chosen not in FORMATS:
         raise ValueError(f"unknown format {chosen!r}; known: {', '.join(FORMATS)}")
-    return RecordStream(path, chosen, columns)
+    return RecordStream(path, chosen, columns, max_bytes)

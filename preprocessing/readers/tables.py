@@ -79,26 +79,27 @@ def _records(rows: Iterable[Mapping[str, Any]], columns: dict[str, str],
                      doi=_value(row, columns.get("doi")), label=_value(row, columns.get("label")))
 
 
-def read_delimited(path: Path, report: ReadReport, explicit: Mapping[str, str] | None = None
-                   ) -> Iterator[Record]:
-    """CSV or TSV; the delimiter is sniffed from the first lines (comma, tab or semicolon)."""
-    text, encoding = decode(path.read_bytes())
+def read_delimited(raw: bytes, suffix: str, report: ReadReport,
+                   explicit: Mapping[str, str] | None = None) -> Iterator[Record]:
+    """CSV or TSV bytes; the delimiter is sniffed from the first lines (comma, tab or
+    semicolon), else taken from the file's `suffix`."""
+    text, encoding = decode(raw)
     note_encoding(report, encoding)
     try:
         dialect = csv.Sniffer().sniff(text[:65536], delimiters=",\t;")
         sep = dialect.delimiter
     except csv.Error:
-        sep = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+        sep = "\t" if suffix.lower() in {".tsv", ".tab"} else ","
     frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     columns = resolve_columns(frame.columns, explicit)
     yield from _records(frame.to_dict("records"), columns, report)
 
 
-def read_jsonl(path: Path, report: ReadReport, explicit: Mapping[str, str] | None = None
+def read_jsonl(raw: bytes, report: ReadReport, explicit: Mapping[str, str] | None = None
                ) -> Iterator[Record]:
     """JSON Lines, one object per line; a line that is not a JSON object becomes a record with
     a problem (kept in the output), not a crash."""
-    text, encoding = decode(path.read_bytes())
+    text, encoding = decode(raw)
     note_encoding(report, encoding)
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     rows: list[dict] = []

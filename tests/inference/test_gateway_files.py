@@ -60,3 +60,12 @@ def test_uploads_are_bounded_in_records(make_client) -> None:  # noqa: ANN001
     response = small.post("/v1/classify_file", files={"file": ("c.csv", PUBMED_CSV.encode())})
     assert response.status_code == 422
     assert "2 records; at most 1 per upload" in response.json()["errors"][0]["msg"]
+
+
+def test_an_upload_that_expands_too_far_is_413(make_client) -> None:  # noqa: ANN001
+    small = make_client(max_file_expanded_bytes=100_000)
+    bomb = gzip.compress(b"title\n" + b"a" * 5_000_000)
+    response = small.post("/v1/classify_file", files={"file": ("x.csv.gz", bomb)})
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "more than 100000 bytes once decompressed" in response.json()["detail"]

@@ -268,3 +268,19 @@ def test_a_baseline_sized_gz_is_streamed_in_bounded_memory(tmp_path: Path) -> No
     count, grown_mib = int(out[0]), int(out[1])
     assert count == 30_000
     assert grown_mib < 40, f"peak memory grew {grown_mib} MiB while reading"
+
+
+def test_gzipped_tables_are_read_and_expansion_is_bounded(tmp_path: Path) -> None:
+    from preprocessing.readers import InputTooLarge
+
+    tsv = _write(tmp_path, "t.tsv.gz", gzip.compress(b"PMID\tTitle\n9\tA title\n"))
+    got = list(read_records(tsv))
+    assert [(r.pmid, r.title) for r in got] == [("9", "A title")]
+    # 30 kB of gzip that expands to 30 MB: refused past the bound, whatever the format.
+    bomb = _write(tmp_path, "bomb.csv.gz", gzip.compress(b"title\n" + b"a" * 30_000_000))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(InputTooLarge, match="more than 1000000 bytes"):
+        list(read_records(bomb, max_bytes=1_000_000))
+    xml = _write(tmp_path, "bomb.xml.gz", gzip.compress(PUBMED_XML.encode() * 2))
+    with pytest.raises(InputTooLarge):
+        list(read_records(xml, max_bytes=1_000))

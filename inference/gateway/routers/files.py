@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -21,7 +21,7 @@ from inference.gateway.deps import ServiceDep, SettingsDep
 from inference.gateway.problems import CLASSIFY, COMMON, InvalidInput, problem, problem_responses
 from inference.gateway.routers.classify import classify_item
 from inference.gateway.schemas import BatchItem, printable
-from preprocessing.readers import FORMATS, Record, read_records
+from preprocessing.readers import FORMATS, InputTooLarge, Record, read_records
 
 router = APIRouter(dependencies=[Depends(require_api_key)],
                    responses=problem_responses(*COMMON, 401))
@@ -44,12 +44,14 @@ class FileResponse(BaseModel):
     results: list[FileItem]
 
 
-def _read(raw: bytes, suffix: str, fmt: str | None) -> tuple[list[Record], dict]:
-    """Parse an upload with the bulk readers (CPU work: run in a thread)."""
+def _read(raw: bytes, suffix: str, fmt: str | None, max_bytes: int
+          ) -> tuple[list[Record], dict]:
+    """Parse an upload with the bulk readers (CPU work: run in a thread). Raises
+    InputTooLarge past `max_bytes` once decompressed."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(raw)
-        records = read_records(path, fmt)
+        records = read_records(path, fmt, max_bytes=max_bytes)
         return list(records), records.report.as_dict()
 
 
@@ -94,9 +96,12 @@ async def classify_file(
     if fmt is not None and fmt not in FORMATS:
         raise InvalidInput([{"loc": ["format"], "type": "enum",
                              "msg": f"format must be one of {', '.join(FORMATS)}"}])
-    suffix = Path(file.filename or "").suffix[:16]
+    suffix = "".join(Path(file.filename or "").suffixes[-2:])[:16]  # .tsv.gz
     try:
-        records, report = await asyncio.to_thread(_read, await file.read(), suffix, fmt)
+        records, report = await asyncio.to_thread(_read, await file.read(), suffix, fmt,
+                                                  settings.max_file_expanded_bytes)
+    except InputTooLarge as err:
+        raise HTTPException(413, f"the file is too large: {err}") from None
     except Exception as err:  # a file no reader accepts: the client's, not ours
         raise InvalidInput([{"loc": ["file"], "type": "unreadable_file",
                              "msg": printable(f"cannot read the file ({type(err).__name__}: "
