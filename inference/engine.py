@@ -9,11 +9,20 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from hardware.cpus import usable_cores
 from hardware.precision import PrecisionChoice, PrecisionSetting, choose, detect_cuda
@@ -124,19 +133,32 @@ def start(settings: EngineSettings, model_dir: Path, log_path: Path | None = Non
                             start_new_session=detach)
 
 
+def wait_until(ready: Callable[[], bool], timeout_s: float, interval_s: float,
+               what: str) -> float:
+    """Call `ready` every `interval_s` until it returns True; an HTTP error or an unreadable
+    answer (httpx.HTTPError, ValueError, KeyError) counts as not yet. Returns the seconds
+    waited. Raises TimeoutError naming `what` after `timeout_s`; any other exception of
+    `ready` (a process that exited) ends the wait at once."""
+    started = time.monotonic()
+    waiting = Retrying(
+        retry=retry_if_result(lambda ok: not ok)
+        | retry_if_exception_type((httpx.HTTPError, ValueError, KeyError)),
+        stop=stop_after_delay(timeout_s), wait=wait_fixed(interval_s))
+    try:
+        waiting(ready)
+    except RetryError:
+        raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s") from None
+    return time.monotonic() - started
+
+
 def wait_ready(url: str, model_name: str, timeout_s: float,
                process: subprocess.Popen | None = None) -> float:
     """Block until `url` serves `model_name`; returns the seconds waited. Fails fast when the
     process dies instead of waiting out the timeout."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
+    def serves() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"engine exited with code {process.returncode} before ready")
-        try:
-            models = httpx.get(f"{url}/v1/models", timeout=2).json()
-            if any(m["id"] == model_name for m in models.get("data", [])):
-                return time.monotonic() - started
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"engine at {url} not ready after {timeout_s:.0f} s")
+        models = httpx.get(f"{url}/v1/models", timeout=2).json()
+        return any(m["id"] == model_name for m in models.get("data", []))
+
+    return wait_until(serves, timeout_s, 0.5, f"engine at {url}")

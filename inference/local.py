@@ -16,9 +16,7 @@ from pathlib import Path
 
 import httpx
 from tenacity import (
-    RetryError,
     Retrying,
-    retry_if_exception_type,
     retry_if_result,
     stop_after_delay,
     wait_fixed,
@@ -136,14 +134,11 @@ def start_gateway(engine_urls: list[str], model_dir: Path, port: int,
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
 
     # Ask every 0.3 s for up to GATEWAY_READY_TIMEOUT_S; a gateway that exits fails at once.
-    waiting = Retrying(retry=retry_if_result(lambda ok: not ok)
-                       | retry_if_exception_type(httpx.HTTPError),
-                       stop=stop_after_delay(GATEWAY_READY_TIMEOUT_S), wait=wait_fixed(0.3))
     try:
-        waiting(ready)
-    except RetryError:
+        engine_mod.wait_until(ready, GATEWAY_READY_TIMEOUT_S, 0.3, "gateway")
+    except TimeoutError:
         stop_process(process.pid)
-        raise TimeoutError(f"gateway not ready after {GATEWAY_READY_TIMEOUT_S} s") from None
+        raise
     return process, url
 
 
