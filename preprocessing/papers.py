@@ -35,14 +35,22 @@ class PaperParseError(ValueError):
     """A file that is not a paper; the message says why."""
 
 
+def decode(raw: bytes) -> tuple[str, str]:
+    """The text and the encoding that decoded it: UTF-8 (with or without a byte-order mark,
+    reported as `utf-8`), then `cp1252` (what Excel on Windows writes), then `latin-1`, which
+    never fails."""
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1"
+
+
 def decode_bytes(raw: bytes) -> str:
-    """UTF-8 first (with BOM), then cp1252, then latin-1, which never fails."""
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")
+    return decode(raw)[0]
 
 
 def parse_paper_text(text: str, label: str | None = None, source: str = "") -> Paper:

@@ -24,7 +24,7 @@ from preprocessing.readers.pubmed_xml import read_pubmed_xml
 from preprocessing.readers.records import ReadReport, Record
 from preprocessing.readers.ris import read_ris
 from preprocessing.readers.tables import read_delimited, read_jsonl, read_parquet
-from preprocessing.readers.text import decode, note_encoding
+from preprocessing.readers.text import decode_text
 
 __all__ = ["FORMATS", "InputTooLarge", "ReadReport", "Record", "RecordStream", "detect_format",
            "read_records"]
@@ -87,8 +87,7 @@ class RecordStream:
             suffix = Path(self.path.name.removesuffix(".gz")).suffix
             yield from read_delimited(raw, suffix, self.report, self.columns)
         else:
-            text, encoding = decode(raw)
-            note_encoding(self.report, encoding)
+            text = decode_text(raw, self.report)
             reader = read_medline if self.format == "medline" else read_ris
             yield from reader(io.StringIO(text), self.report)
 

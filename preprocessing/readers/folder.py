@@ -8,7 +8,7 @@ from pathlib import Path
 
 from preprocessing.papers import FOLDER_LABELS, PaperParseError, decode_bytes, parse_paper_text
 from preprocessing.readers.records import ReadReport, Record
-from preprocessing.readers.text import finish
+from preprocessing.readers.text import finish, unreadable
 
 
 def read_folder(folder: Path, report: ReadReport) -> Iterator[Record]:
@@ -19,9 +19,6 @@ def read_folder(folder: Path, report: ReadReport) -> Iterator[Record]:
         try:
             paper = parse_paper_text(decode_bytes(file.read_bytes()), label, str(file))
         except (PaperParseError, OSError) as err:
-            report.records += 1
-            report.problems += 1
-            yield Record(id=file.stem, title="", abstract="", label=label,
-                         problem=f"{file.name}: {err}")
+            yield unreadable(report, file.stem, f"{file.name}: {err}", label)
             continue
         yield finish(report, paper.id, paper.title, paper.abstract, label=label)

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from preprocessing.readers.records import ReadReport, Record
-from preprocessing.readers.text import decode, finish, note_encoding
+from preprocessing.readers.text import decode_text, finish, unreadable
 
 FIELDS = ("id", "title", "abstract", "pmid", "doi", "label")
 # Accepted column names per field, compared without case, spaces, underscores or hyphens.
@@ -83,8 +83,7 @@ def read_delimited(raw: bytes, suffix: str, report: ReadReport,
                    explicit: Mapping[str, str] | None = None) -> Iterator[Record]:
     """CSV or TSV bytes; the delimiter is sniffed from the first lines (comma, tab or
     semicolon), else taken from the file's `suffix`."""
-    text, encoding = decode(raw)
-    note_encoding(report, encoding)
+    text = decode_text(raw, report)
     try:
         dialect = csv.Sniffer().sniff(text[:65536], delimiters=",\t;")
         sep = dialect.delimiter
@@ -99,8 +98,7 @@ def read_jsonl(raw: bytes, report: ReadReport, explicit: Mapping[str, str] | Non
                ) -> Iterator[Record]:
     """JSON Lines, one object per line; a line that is not a JSON object becomes a record with
     a problem (kept in the output), not a crash."""
-    text, encoding = decode(raw)
-    note_encoding(report, encoding)
+    text = decode_text(raw, report)
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     rows: list[dict] = []
     for number, line in lines:
@@ -115,9 +113,7 @@ def read_jsonl(raw: bytes, report: ReadReport, explicit: Mapping[str, str] | Non
     columns = resolve_columns(sorted(keys), explicit)
     for position, row in enumerate(rows):
         if "__problem__" in row:
-            report.records += 1
-            report.problems += 1
-            yield Record(id=str(position), title="", abstract="", problem=row["__problem__"])
+            yield unreadable(report, str(position), row["__problem__"])
         else:
             yield from _records([row], columns, report, start=position)
 

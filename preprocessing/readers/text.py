@@ -1,16 +1,16 @@
 """Text as the readers hand it on: decoded, control characters removed, lone surrogates found.
 
-Decoding follows one stated order: UTF-8 (with or without a byte-order mark), then cp1252 (what
-Excel on Windows writes), then latin-1, which never fails. The encoding used is reported.
+Decoding is `preprocessing.papers.decode` (UTF-8, then cp1252, then latin-1), the same the
+training data is read with; `decode_text` reports the one used.
 """
 
 from __future__ import annotations
 
 import re
 
+from preprocessing.papers import decode
 from preprocessing.readers.records import ReadReport, Record
 
-FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 # C0 and C1 control characters except tab, newline and carriage return (whitespace, collapsed
 # later), and DEL.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -18,23 +18,11 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 
 
-def decode(raw: bytes) -> tuple[str, str]:
-    """The text and the encoding that decoded it (`utf-8`, `cp1252` or `latin-1`)."""
-    try:
-        return raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    for encoding in FALLBACK_ENCODINGS:
-        try:
-            return raw.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes any bytes")
-
-
-def note_encoding(report: ReadReport, encoding: str) -> None:
-    report.encoding = encoding
-    report.encoding_fallback = encoding != "utf-8"
+def decode_text(raw: bytes, report: ReadReport) -> str:
+    """`raw` decoded by `preprocessing.papers.decode`, the encoding noted in `report`."""
+    text, report.encoding = decode(raw)
+    report.encoding_fallback = report.encoding != "utf-8"
+    return text
 
 
 def clean(text: str | None) -> tuple[str, int]:
@@ -55,6 +43,14 @@ def lone_surrogate(text: str) -> str | None:
 def escape_surrogates(text: str) -> str:
     """Lone surrogates written as `\\udc80`, so the text can be stored and shown."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unreadable(report: ReadReport, id_: str, problem: str, label: str | None = None) -> Record:
+    """A record that could not be read at all (counted in `report`), kept with its problem so
+    it appears in the output instead of being lost."""
+    report.records += 1
+    report.problems += 1
+    return Record(id=id_, title="", abstract="", label=label, problem=problem)
 
 
 def finish(report: ReadReport, id_: str, title: str | None, abstract: str | None,
