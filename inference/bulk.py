@@ -40,11 +40,12 @@ RESULT_SCHEMA = pa.schema([
     ("prompt_version", pa.string()), ("error", pa.string()), ("error_status", pa.int32()),
 ])
 
+#: In OUT.parts/: the sha256 of the input the run began with (a resume refuses another input).
+INPUT_MARKER = "input.json"
+
 #: Per-paper error details that versions before `error_status` stored although the failure was
 #: the service's, not the paper's (the gateway's 429, 502, 503 and 504 texts): a resumed run
 #: classifies those papers again.
-INPUT_MARKER = "input.json"
-
 LEGACY_TRANSIENT_ERRORS = (
     "inference engine timed out", "no inference engine is available",
     "inference engine unavailable", "too many requests in flight", "inference engine answered",

@@ -11,9 +11,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from preprocessing.settings import PROJECT_ROOT
+from preprocessing.settings import DEFAULT_OUT_DIR
 
-DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "processed"
 #: The serving paths the benchmark can time, in the order it runs them.
 BENCH_PATHS = ("baseline", "offline", "server", "gateway")
 
@@ -21,7 +20,7 @@ BENCH_PATHS = ("baseline", "offline", "server", "gateway")
 class LoadtestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOADTEST_")
 
-    data_dir: Path = Field(DEFAULT_DATA_DIR,
+    data_dir: Path = Field(DEFAULT_OUT_DIR,
                            description="Folder with the dataset's parquet splits")
     split: str = Field("test", description="Split whose real abstracts are sent")
     api_key: str | None = Field(None, description="Sent as `Authorization: Bearer KEY` when set")
@@ -55,7 +54,7 @@ class BenchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BENCH_")
 
     data_dir: Path = Field(
-        DEFAULT_DATA_DIR, description="Processed dataset: test papers are timed, validation "
+        DEFAULT_OUT_DIR, description="Processed dataset: test papers are timed, validation "
         "papers warm each path up")
     papers: int | None = Field(
         None, ge=1, description="Test papers to time, labels interleaved (none: the whole "

@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The shared data folder sits beside the repository (../shared from the project root).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "Dataset"
+#: Where the processed dataset is written (and read by training, the demo and the benchmark).
+DEFAULT_OUT_DIR = PROJECT_ROOT / "data" / "processed"
 
 
 class PreprocessSettings(BaseSettings):
@@ -15,7 +17,7 @@ class PreprocessSettings(BaseSettings):
 
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder of labelled papers: "
                            "Cancer/*.txt and Non-Cancer/*.txt, one paper per file")
-    out_dir: Path = Field(PROJECT_ROOT / "data" / "processed", description="Folder of the "
+    out_dir: Path = Field(DEFAULT_OUT_DIR, description="Folder of the "
                           "processed dataset: train/validation/test.parquet and summary.json "
                           "(written by preprocessing, read by training)")
     seed: int = Field(42, description="Seed of the stratified split")

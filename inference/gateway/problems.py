@@ -113,7 +113,8 @@ _DESCRIPTIONS = {
     404: "No such route",
     405: "Method not allowed on this route (`Allow` lists the allowed ones)",
     409: "The new engines are not ready; nothing was switched",
-    413: "Body larger than GATEWAY_MAX_BODY_BYTES",
+    413: "Body larger than GATEWAY_MAX_BODY_BYTES (an upload: also larger than "
+         "GATEWAY_MAX_FILE_EXPANDED_BYTES once decompressed)",
     422: "Invalid request: `errors` names each field (see the loc rule)",
     429: "More engine calls in flight than GATEWAY_MAX_IN_FLIGHT; `Retry-After` says when to retry",
     500: "Unexpected fault (no details: see the gateway log for the X-Request-ID)",
