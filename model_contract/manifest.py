@@ -16,10 +16,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_contract.prompts import TEMPLATES
+from model_contract.reading import DEFAULT_REREAD_BELOW, ReadingRule
 
 MANIFEST_FILE = "manifest.json"
 # Bump when a field changes meaning; readers refuse formats newer than theirs.
-FORMAT_VERSION = 1
+# 2: `calibration` (a reader that ignored it would serve uncalibrated probabilities), `sources`.
+FORMAT_VERSION = 2
 
 
 class ManifestError(ValueError):
@@ -39,6 +41,27 @@ class DatasetRef(BaseModel):
     fingerprint: str = Field(description="sha256 over the dataset's papers (preprocessing)")
 
 
+class SourceRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label_meaning: dict[str, str] = Field(description="What each label means in this source")
+    fingerprint: str = Field(description="sha256 over the source's papers (preprocessing)")
+    train: dict[str, int] = Field(default_factory=dict,
+                                  description="Papers per label trained on (0 = held out)")
+
+
+class Calibration(BaseModel):
+    """Fitted by training on the validation papers of every source; applied by every reader."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(gt=0, description="P(cancer) = sigmoid(label logit / T)")
+    reread_below: float = Field(ge=0, le=1, description="Second-read threshold on the "
+                                "calibrated probability, chosen for accuracy on validation")
+    fitted_on: dict[str, int] = Field(description="Validation papers per source")
+    method: str = "temperature scaling of the label logit, NLL (Guo et al. 2017)"
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +72,8 @@ class Manifest(BaseModel):
     recipe: dict[str, Any] | None = Field(None, description="The training recipe, as run")
     prompt: PromptRef | None = Field(None, description="The prompt template it was trained on")
     dataset: DatasetRef | None = None
+    sources: dict[str, SourceRef] | None = Field(None, description="The dataset's sources")
+    calibration: Calibration | None = None
     metrics: dict[str, Any] = Field(default_factory=dict,
                                     description="Headline metrics: before, after, baselines")
     created_at: datetime | None = None
@@ -66,6 +91,14 @@ class Manifest(BaseModel):
             raise ValueError(f"the model was trained on prompt {self.prompt.version!r} but this "
                              f"code renders {template.version!r}")
         return self
+
+    def reading_rule(self, reread_below: float | None = None) -> ReadingRule:
+        """How to read this model: its calibration, `reread_below` overriding its threshold;
+        temperature 1 and DEFAULT_REREAD_BELOW for a model without a calibration."""
+        c = self.calibration
+        below = reread_below if reread_below is not None else (
+            c.reread_below if c else DEFAULT_REREAD_BELOW)
+        return ReadingRule(temperature=c.temperature if c else 1.0, reread_below=below)
 
     @classmethod
     def for_base_model(cls, name: str) -> Manifest:

@@ -9,12 +9,37 @@ from dataclasses import dataclass
 
 from model_contract.prompts import PromptRenderer
 
+#: Second-read threshold for a model whose manifest has no calibration (chosen on the
+#: validation split of the first fine-tuned models, CHANGELOG.md 2026-11-25).
+DEFAULT_REREAD_BELOW = 0.98
+#: |logit| when a label token is missing from the answer: probability 1 - 2e-22, finite.
+LOGIT_LIMIT = 50.0
+
+
+@dataclass(frozen=True)
+class ReadingRule:
+    """How a model's answer is read: the temperature dividing the label logit (1 = as the model
+    says) and the probability below which a cut paper is read again whole."""
+
+    temperature: float = 1.0
+    reread_below: float = DEFAULT_REREAD_BELOW
+
 
 @dataclass(frozen=True)
 class LabelScore:
     label: str
     probability: float  # of the returned label
     cancer_probability: float
+    logit: float = 0.0  # log P(cancer) - log P(non_cancer), before any temperature
+
+
+def calibrated_probability(logit: float, temperature: float = 1.0) -> float:
+    """P(cancer) = sigmoid(logit / temperature), without overflow."""
+    s = logit / temperature
+    if s >= 0:
+        return 1.0 / (1.0 + math.exp(-s))
+    e = math.exp(s)
+    return e / (1.0 + e)
 
 
 def sampling_params(renderer: PromptRenderer) -> dict:
@@ -29,24 +54,34 @@ def sampling_params(renderer: PromptRenderer) -> dict:
     }
 
 
-def score_from_logprobs(renderer: PromptRenderer, logprobs: Mapping[int, float]) -> LabelScore:
-    """Renormalise over the label tokens (a missing label counts as probability 0)."""
-    probs = {
-        label: math.exp(logprobs[tid]) if tid in logprobs else 0.0
-        for label, tid in renderer.label_token_ids.items()
-    }
-    total = sum(probs.values())
-    if total <= 0:
+def score_from_logprobs(renderer: PromptRenderer, logprobs: Mapping[int, float],
+                        temperature: float = 1.0) -> LabelScore:
+    """Renormalise over the label tokens, dividing their logit by `temperature` (the model's
+    calibration). A missing label counts as probability 0 (logit +-LOGIT_LIMIT); raises
+    ValueError when neither label is there."""
+    ids = renderer.label_token_ids
+    cancer_lp, other_lp = logprobs.get(ids["cancer"]), logprobs.get(ids["non_cancer"])
+    if cancer_lp is None and other_lp is None:
         raise ValueError("no label token among the returned log-probabilities")
-    cancer = probs["cancer"] / total
+    if cancer_lp is None or other_lp is None:
+        logit = LOGIT_LIMIT if other_lp is None else -LOGIT_LIMIT
+    else:
+        logit = max(-LOGIT_LIMIT, min(LOGIT_LIMIT, cancer_lp - other_lp))
+    return score_from_logit(logit, temperature)
+
+
+def score_from_logit(logit: float, temperature: float = 1.0) -> LabelScore:
+    """The label and its calibrated probability from the label logit (decision at logit 0,
+    which no temperature moves)."""
+    cancer = calibrated_probability(logit, temperature)
     label = "cancer" if cancer >= 0.5 else "non_cancer"
-    return LabelScore(label, cancer if label == "cancer" else 1.0 - cancer, cancer)
+    return LabelScore(label, cancer if label == "cancer" else 1.0 - cancer, cancer, logit)
 
 
 def needs_reread(score: LabelScore, truncated: bool, below: float) -> bool:
-    """Read again, longer, when the capped read cut the paper and is less sure than `below`.
-    On the validation split, re-reading below 0.98 took the fine-tuned model from 95.0 % to
-    98.75 % while re-reading 15 % of papers (CHANGELOG.md, 2026-11-25)."""
+    """Read again, longer, when the capped read cut the paper and is less sure than `below`
+    (each model's threshold is chosen on its validation papers by training and stored in its
+    manifest; DEFAULT_REREAD_BELOW for a model without one)."""
     return truncated and score.probability < below
 
 

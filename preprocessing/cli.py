@@ -19,19 +19,25 @@ S = PreprocessSettings
 
 @app.command()
 def main(
-    data_dir: Annotated[Path | None, option(S, "data_dir")] = None,
+    source: Annotated[list[str] | None, option(S, "sources", "--source")] = None,
     out_dir: Annotated[Path | None, option(S, "out_dir")] = None,
     seed: Annotated[int | None, option(S, "seed")] = None,
     val_frac: Annotated[float | None, option(S, "val_frac")] = None,
     test_frac: Annotated[float | None, option(S, "test_frac")] = None,
 ) -> None:
-    """Parse every paper (whole multi-line abstracts), report files that cannot be parsed,
-    drop empties and duplicates, split stratified by label, write parquet and a summary."""
+    """Parse every paper of each labelled source (whole multi-line abstracts), report files
+    that cannot be parsed, drop empties and duplicates, split each source stratified by label,
+    write parquet and a summary. Repeat --source for several sources, e.g.
+    `--source assignment --source mine=/data/my-labelled-papers`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    settings = settings_from(S, data_dir=data_dir, out_dir=out_dir, seed=seed,
+    settings = settings_from(S, sources=source or None, out_dir=out_dir, seed=seed,
                              val_frac=val_frac, test_frac=test_frac)
-    summary = run(settings)
+    try:
+        summary = run(settings)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e), param_hint="--source") from None
     typer.echo(json.dumps({"papers": summary["papers"], "counts": summary["counts"],
+                           "sources": {k: v["counts"] for k, v in summary["sources"].items()},
                            "unparsed": len(summary["unparsed"]),
                            "fingerprint": summary["fingerprint"]}, indent=2))
     typer.echo(f"wrote {settings.out_dir}")

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from preprocessing.clean import CleanReport
 from preprocessing.papers import LABELS, Paper, ParseFailure
+from preprocessing.sources import Source
 from preprocessing.split import SPLITS
 
 SCHEMA = pa.schema(
@@ -53,20 +54,34 @@ def read_split(out_dir: Path, split: str) -> list[Paper]:
     ]
 
 
+def label_counts(splits: dict[str, list[Paper]], source: str | None = None) -> dict:
+    """{split: {label: n}}, of one source or of all."""
+    return {split: {label: sum(p.label == label and source in (None, p.source)
+                               for p in splits[split]) for label in LABELS}
+            for split in SPLITS}
+
+
 def summarise(
     splits: dict[str, list[Paper]],
     failures: list[ParseFailure],
     report: CleanReport,
     seed: int,
+    sources: list[Source],
 ) -> dict:
+    """`fingerprint` and `counts` cover every source; `sources` has each one's folder, label
+    meaning, counts and fingerprint."""
     everything = [p for split in SPLITS for p in splits[split]]
     return {
         "papers": len(everything),
         "fingerprint": fingerprint(everything),
         "seed": seed,
-        "counts": {
-            split: {label: sum(p.label == label for p in splits[split]) for label in LABELS}
-            for split in SPLITS
+        "counts": label_counts(splits),
+        "sources": {
+            s.name: {"path": str(s.path), "label_meaning": s.label_meaning(),
+                     "papers": sum(p.source == s.name for p in everything),
+                     "fingerprint": fingerprint([p for p in everything if p.source == s.name]),
+                     "counts": label_counts(splits, s.name)}
+            for s in sources
         },
         "unparsed": [{"file": str(f.path), "reason": f.reason} for f in failures],
         "cleaning": asdict(report),

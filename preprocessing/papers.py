@@ -90,14 +90,16 @@ def iter_labelled_files(data_dir: Path) -> Iterator[tuple[Path, str]]:
             yield path, label
 
 
-def read_dataset(data_dir: Path, progress: bool = True) -> tuple[list[Paper], list[ParseFailure]]:
-    """Read every paper under `Cancer/` and `Non-Cancer/`; failures are collected, not raised."""
+def read_dataset(data_dir: Path, progress: bool = True, desc: str = "reading papers"
+                 ) -> tuple[list[Paper], list[ParseFailure]]:
+    """Read every paper under `Cancer/` and `Non-Cancer/`; failures are collected, not raised.
+    Raises FileNotFoundError when either folder is missing."""
     missing = [f for f in FOLDER_LABELS if not (data_dir / f).is_dir()]
     if missing:
         raise FileNotFoundError(f"{data_dir} has no {', '.join(missing)} folder")
     files = list(iter_labelled_files(data_dir))
     papers, failures = [], []
-    for path, label in tqdm(files, desc="reading papers", unit="file", disable=not progress):
+    for path, label in tqdm(files, desc=desc, unit="file", disable=not progress):
         try:
             papers.append(parse_paper_file(path, label))
         except (PaperParseError, OSError) as err:

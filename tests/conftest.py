@@ -36,7 +36,7 @@ def processed_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     from preprocessing.settings import PreprocessSettings
 
     out = tmp_path_factory.mktemp("processed")
-    run(PreprocessSettings(data_dir=data_dir, out_dir=out), progress=False)
+    run(PreprocessSettings(sources=[f"assignment={data_dir}"], out_dir=out), progress=False)
     return out
 
 

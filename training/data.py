@@ -7,6 +7,7 @@ a label; the prompt is masked with -100.
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 from model_contract.prompts import PromptRenderer
 from preprocessing.dataset import read_split
 from preprocessing.papers import LABELS, Paper
+from training.recipe import DataSpec, Recipe, SourceSampling
+
+log = logging.getLogger(__name__)
 
 IGNORE = -100
 
@@ -38,8 +42,66 @@ def balanced_subset(papers: list[Paper], limit: int | None, seed: int) -> list[P
     return chosen
 
 
+def natural_subset(papers: list[Paper], limit: int | None, seed: int) -> list[Paper]:
+    """At most `limit` papers keeping each label's share (a stratified sample by `seed`)."""
+    rng = random.Random(seed)
+    if limit is None or limit >= len(papers):
+        chosen = list(papers)
+    else:
+        chosen = []
+        for label in LABELS:
+            group = [p for p in papers if p.label == label]
+            rng.shuffle(group)
+            chosen += group[:round(limit * len(group) / len(papers))]
+    rng.shuffle(chosen)
+    return chosen
+
+
 def load_papers(data_dir: Path, split: str, limit: int | None, seed: int) -> list[Paper]:
     return balanced_subset(read_split(data_dir, split), limit, seed)
+
+
+def sample_sources(papers: list[Paper], spec: DataSpec, seed: int) -> list[Paper]:
+    """The papers of the sources `spec` names, each sampled as it says (all sources, all
+    papers, balanced when it names none); mixed in a seeded order."""
+    present = list(dict.fromkeys(p.source for p in papers))
+    wanted = spec.sources or {name: SourceSampling() for name in present}
+    for name in wanted.keys() - set(present):
+        log.warning("recipe source %r is not in the dataset; training without it", name)
+    chosen = []
+    for name, how in wanted.items():
+        group = [p for p in papers if p.source == name]
+        pick = balanced_subset if how.balance == "balanced" else natural_subset
+        chosen += pick(group, how.max_train, seed)
+    random.Random(seed).shuffle(chosen)
+    return chosen
+
+
+def trained_sources(data_dir: Path, recipe: Recipe) -> list[str]:
+    """The dataset's sources that the recipe trains on."""
+    present = list(dict.fromkeys(p.source for p in read_split(data_dir, "train")))
+    return [s for s in present if not recipe.data.sources or s in recipe.data.sources]
+
+
+def training_papers(data_dir: Path, recipe: Recipe) -> list[Paper]:
+    """The train papers of a recipe: sampled per source, then capped by train.max_examples."""
+    papers = sample_sources(read_split(data_dir, "train"), recipe.data, recipe.seed)
+    return balanced_subset(papers, recipe.train.max_examples, recipe.seed)
+
+
+def validation_papers(data_dir: Path, recipe: Recipe, limit: int | None = None) -> list[Paper]:
+    """The validation papers of the sources the recipe trains on (balanced when capped)."""
+    keep = set(trained_sources(data_dir, recipe))
+    papers = [p for p in read_split(data_dir, "validation") if p.source in keep]
+    return balanced_subset(papers, limit, recipe.seed)
+
+
+def count_by_source(papers: list[Paper]) -> dict[str, dict[str, int]]:
+    """{source: {label: n}}"""
+    out: dict[str, dict[str, int]] = {}
+    for p in papers:
+        out.setdefault(p.source, dict.fromkeys(LABELS, 0))[p.label] += 1
+    return out
 
 
 def encode_example(renderer: PromptRenderer, paper: Paper, eos_id: int | None = None) -> dict:

@@ -7,11 +7,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from model_contract.manifest import read_manifest
+from model_contract.reading import ReadingRule, calibrated_probability
 from preprocessing.papers import Paper
+from training.calibration import TwoReads, served_logit
 from training.data import load_papers
 from training.metrics import classification_metrics, predicted
 from training.prompting import renderer_for
-from training.scoring import EngineName, score_papers
+from training.scoring import EngineName, score_papers, score_sets
 
 ADAPTER_PROMPT_FILE = "prompt_template.json"  # written beside an adapter by finetune
 
@@ -25,12 +28,15 @@ def adapter_template(adapter: Path | None) -> str | None:
 def evaluate_papers(model: Path | str, papers: list[Paper], adapter: Path | None = None,
                     template: str | None = None, engine: EngineName = "auto",
                     batch_size: int = 16) -> dict:
-    """Template: the argument, else the adapter's, else the model's manifest, else the default."""
+    """The capped read of each paper. Template: the argument, else the adapter's, else the
+    model's manifest, else the default. Probabilities under the manifest's calibration (none
+    for a base model or an adapter)."""
     renderer = renderer_for(model, template or adapter_template(adapter))
     start = time.perf_counter()
     scores, used = score_papers(model, papers, renderer, adapter, engine, batch_size)
     seconds = time.perf_counter() - start
-    p_cancer = [s.cancer_probability for s in scores]
+    temperature = _reading_rule(model, adapter).temperature
+    p_cancer = [calibrated_probability(s.logit, temperature) for s in scores]
     return {
         "model": str(model),
         "adapter": str(adapter) if adapter else None,
@@ -39,9 +45,16 @@ def evaluate_papers(model: Path | str, papers: list[Paper], adapter: Path | None
         "template_version": renderer.template.version,
         "seconds": round(seconds, 2),
         "metrics": classification_metrics([p.label for p in papers], p_cancer),
-        "predictions": [{"id": p.id, "label": p.label, "predicted": predicted(pc),
-                         "p_cancer": pc} for p, pc in zip(papers, p_cancer, strict=True)],
+        "temperature": temperature,
+        "predictions": [{"id": p.id, "source": p.source, "label": p.label,
+                         "predicted": predicted(pc), "p_cancer": pc}
+                        for p, pc in zip(papers, p_cancer, strict=True)],
     }
+
+
+def _reading_rule(model: Path | str, adapter: Path | None) -> ReadingRule:
+    manifest = read_manifest(Path(model)) if adapter is None and Path(model).is_dir() else None
+    return manifest.reading_rule() if manifest else ReadingRule()
 
 
 def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
@@ -64,3 +77,67 @@ def headline(result: dict) -> dict:
             "macro_f1": round(m["macro_f1"], 4), "ece": round(m["ece"], 4),
             "roc_auc": None if m["roc_auc"] is None else round(m["roc_auc"], 4),
             "engine": result.get("engine"), "template": result.get("template_version")}
+
+
+def two_reads(model: Path | str, paper_sets: list[list[Paper]], engine: EngineName = "auto",
+              batch_size: int = 16) -> tuple[list[list[TwoReads]], str]:
+    """Each paper read as serving reads it: the capped prompt, and the whole abstract where the
+    cap cut it (one engine start for every set). Returns raw logits (no temperature)."""
+    renderer = renderer_for(model)
+    full = renderer.reread_renderer()
+    sets, cut_index = [], []
+    for papers in paper_sets:
+        cut = [i for i, p in enumerate(papers) if renderer.render(p.title, p.abstract).truncated]
+        cut_index.append(cut)
+        sets += [(renderer, papers), (full or renderer, [papers[i] for i in cut] if full else [])]
+    scores, used = score_sets(model, sets, engine=engine, batch_size=batch_size)
+    out = []
+    for k, cut in enumerate(cut_index):
+        capped = scores[2 * k]
+        whole = dict(zip(cut, scores[2 * k + 1], strict=True)) if full else {}
+        out.append([TwoReads(c.logit, i in cut, whole[i].logit if i in whole else None)
+                    for i, c in enumerate(capped)])
+    return out, used
+
+
+def served_evaluation(papers: list[Paper], reads: list[TwoReads], rule: ReadingRule) -> dict:
+    """Metrics of the capped read and of the served read (second read by `rule`), both with the
+    rule's temperature, overall and per source; per-paper predictions."""
+    capped = [calibrated_probability(r.capped, rule.temperature) for r in reads]
+    served = [served_logit(r, rule.temperature, rule.reread_below) for r in reads]
+    p_served = [calibrated_probability(z, rule.temperature) for z, _ in served]
+    predictions = [{"id": p.id, "source": p.source, "label": p.label, "predicted": predicted(ps),
+                    "p_cancer": ps, "p_cancer_capped": pc, "reread": reread}
+                   for p, ps, pc, (_, reread) in zip(papers, p_served, capped, served,
+                                                     strict=True)]
+    sources = list(dict.fromkeys(p.source for p in papers))
+    return {
+        "rule": {"temperature": rule.temperature, "reread_below": rule.reread_below},
+        "metrics": classification_metrics([p.label for p in papers], p_served),
+        "capped_metrics": classification_metrics([p.label for p in papers], capped),
+        "reread_share": sum(r for _, r in served) / len(papers),
+        "per_source": {s: source_metrics(predictions, s) for s in sources},
+        "predictions": predictions,
+    }
+
+
+def source_metrics(predictions: list[dict], source: str | None = None,
+                   key: str = "p_cancer") -> dict:
+    """Metrics of the predictions of one source (all when None), from `key`'s probability."""
+    rows = [p for p in predictions if source in (None, p.get("source"))]
+    out = {"served": classification_metrics([p["label"] for p in rows], [p[key] for p in rows])}
+    if rows and "p_cancer_capped" in rows[0]:
+        out["capped"] = classification_metrics([p["label"] for p in rows],
+                                               [p["p_cancer_capped"] for p in rows])
+        out["reread_share"] = sum(p["reread"] for p in rows) / len(rows)
+    return out
+
+
+def by_source(papers: list[Paper], p_cancer: list[float]) -> dict[str, dict]:
+    """{source: metrics} of one score per paper (base model, baselines)."""
+    out = {}
+    for source in dict.fromkeys(p.source for p in papers):
+        idx = [i for i, p in enumerate(papers) if p.source == source]
+        out[source] = classification_metrics([papers[i].label for i in idx],
+                                             [p_cancer[i] for i in idx])
+    return out

@@ -13,7 +13,7 @@ from pathlib import Path
 from hardware.precision import Precision
 from training.answer_loss import answer_only_trainer_class
 from training.backends import BackendName, TrainingModel, choose_backend, load_for_training
-from training.data import build_dataset, load_papers
+from training.data import build_dataset, count_by_source, training_papers, validation_papers
 from training.evaluate import ADAPTER_PROMPT_FILE
 from training.prompting import renderer_for
 from training.recipe import Recipe
@@ -113,8 +113,8 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
     """Train a LoRA adapter into `out_dir/adapter`; checkpoints go to `out_dir/checkpoints`."""
     chosen = choose_backend(backend)
     renderer = renderer_for(base, recipe.template)
-    train_papers = load_papers(data_dir, "train", recipe.train.max_examples, recipe.seed)
-    eval_papers = load_papers(data_dir, "validation", recipe.train.max_eval_examples, recipe.seed)
+    train_papers = training_papers(data_dir, recipe)
+    eval_papers = validation_papers(data_dir, recipe, recipe.train.max_eval_examples)
     precision = TrainingSettings().choose_precision()
     tm = load_for_training(chosen, base, recipe, renderer.max_prompt_tokens() + 2, precision)
     log.info("fine-tuning backend: %s, precision %s; %d train / %d validation papers; "
@@ -143,6 +143,7 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
 def _write_log(out_dir: Path, recipe: Recipe, result: FinetuneResult, history: list[dict],
                papers: list) -> None:
     record = {**asdict(result), "adapter_dir": str(result.adapter_dir),
-              "recipe": recipe.model_dump(), "train_ids": [p.id for p in papers],
+              "recipe": recipe.model_dump(), "train_sources": count_by_source(papers),
+              "train_ids": [p.id for p in papers],
               "log_history": history}
     (out_dir / TRAIN_LOG).write_text(json.dumps(record, indent=2))

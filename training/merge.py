@@ -11,14 +11,17 @@ from pathlib import Path
 
 from model_contract.layout import SERVED_NAME
 from model_contract.manifest import (
+    Calibration,
     DatasetRef,
     Manifest,
     PromptRef,
+    SourceRef,
     read_manifest,
     write_manifest,
 )
 from model_contract.prompts import FRAME_FILE, get_template, write_prompt_frame
 from preprocessing.dataset import load_summary
+from training.data import count_by_source, training_papers
 from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ def build_manifest(recipe: Recipe, data_dir: Path, metrics: dict | None = None,
                    created_at: datetime | None = None) -> Manifest:
     created = created_at or datetime.now(UTC)
     template = get_template(recipe.template)
+    summary = load_summary(data_dir)
     return Manifest(
         name=name,
         version=version or created.strftime("%Y%m%d-%H%M%S"),
@@ -68,11 +72,29 @@ def build_manifest(recipe: Recipe, data_dir: Path, metrics: dict | None = None,
         recipe=recipe.model_dump(),
         # load_renderer reads prompt.template: serving renders what training did.
         prompt=PromptRef(template=template.name, version=template.version),
-        dataset=DatasetRef(fingerprint=load_summary(data_dir)["fingerprint"]),
+        dataset=DatasetRef(fingerprint=summary["fingerprint"]),
+        sources=source_refs(summary, count_by_source(training_papers(data_dir, recipe))),
         metrics=metrics or {"before": {}, "after": {}},
         created_at=created.replace(microsecond=0),
         code_version=code_version(),
     )
+
+
+def source_refs(summary: dict, trained: dict[str, dict[str, int]]) -> dict[str, SourceRef]:
+    """Each source of the dataset summary, with the papers per label trained on."""
+    return {name: SourceRef(label_meaning=s["label_meaning"], fingerprint=s["fingerprint"],
+                            train=trained.get(name, dict.fromkeys(s["label_meaning"], 0)))
+            for name, s in summary.get("sources", {}).items()}
+
+
+def set_calibration(out_dir: Path, calibration: Calibration) -> Manifest:
+    """Store the fitted calibration in the manifest (every reader of the model applies it)."""
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{out_dir} has no manifest")
+    manifest.calibration = calibration
+    write_manifest(out_dir, manifest)
+    return manifest
 
 
 def update_metrics(out_dir: Path, metrics: dict) -> Manifest:

@@ -58,6 +58,29 @@ def reliability_diagram(curves: dict[str, dict], path: Path) -> Path:
     return _save(fig, path)
 
 
+def reliability_per_source(per_source: dict[str, dict], path: Path) -> Path:
+    """One reliability panel per source (metrics dicts with `reliability` and `ece`)."""
+    fig = figure((4.2 * len(per_source), 4))
+    axes = fig.subplots(1, len(per_source), squeeze=False)[0]
+    for ax, (source, m) in zip(axes, per_source.items(), strict=True):
+        bins = m["reliability"]
+        ax.plot([0.5, 1], [0.5, 1], ls="--", color="grey")
+        ax.bar([(b["lo"] + b["hi"]) / 2 for b in bins], [b["accuracy"] for b in bins],
+               width=0.09, alpha=0.6, label="accuracy per bin")
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o",
+                color="black", label="mean confidence")
+        for b in bins:
+            ax.annotate(str(b["count"]), (b["confidence"], b["accuracy"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, -9))
+        ax.set_xlim(0.45, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("confidence")
+        ax.set_title(f"{source}: n {m['n']}, ECE {m['ece']:.3f}")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+
+
 def loss_curves(log_history: list[dict], path: Path) -> Path:
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
     val = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]

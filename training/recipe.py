@@ -47,6 +47,22 @@ class TrainSpec(_Strict):
     append_eos: bool = Field(False, description="Also train the end-of-turn token after the answer")
 
 
+class SourceSampling(_Strict):
+    """How many of a source's train papers to train on, and with which label mix."""
+
+    max_train: int | None = Field(None, gt=0, description="Cap on this source's train papers")
+    balance: Literal["balanced", "natural"] = Field(
+        "balanced", description="balanced: as even across labels as the source allows; "
+        "natural: the source's own label shares (a stratified sample)")
+
+
+class DataSpec(_Strict):
+    # Empty: every source in the dataset, all its train papers, balanced (one source = the
+    # behaviour before sources existed). A named source missing from the dataset is skipped
+    # with a warning, so a recipe naming extra sources still runs on the 800 papers alone.
+    sources: dict[str, SourceSampling] = Field(default_factory=dict)
+
+
 class EvalSpec(_Strict):
     batch_size: int = Field(16, gt=0)
     max_examples: int | None = Field(None, gt=0, description="Balanced subset of the split")
@@ -59,6 +75,7 @@ class Recipe(_Strict):
     seed: int = 42
     lora: LoraSpec
     train: TrainSpec
+    data: DataSpec = DataSpec()
     eval: EvalSpec = EvalSpec()
 
     @field_validator("template")

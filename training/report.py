@@ -35,8 +35,9 @@ def metrics_table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _errors(after: dict, limit: int = 10) -> str:
-    wrong = [p for p in after["predictions"] if p["label"] != p["predicted"]]
+def _errors(after: dict, limit: int = 10, source: str | None = None) -> str:
+    wrong = [p for p in after["predictions"] if p["label"] != p["predicted"]
+             and source in (None, p.get("source"))]
     wrong.sort(key=lambda p: -abs(p["p_cancer"] - 0.5))
     if not wrong:
         return "No misclassified papers."
@@ -50,6 +51,10 @@ def _figures(run_dir: Path, before: dict, after: dict, train_log: dict | None) -
     panels = {"before": before["metrics"], "after": after["metrics"]}
     made = [plots.confusion_matrices(panels, run_dir / "confusion_matrices.png"),
             plots.reliability_diagram(panels, run_dir / "reliability.png")]
+    if after.get("per_source"):
+        made.append(plots.reliability_per_source(
+            {s: v["served"] for s, v in after["per_source"].items()},
+            run_dir / "reliability_per_source.png"))
     if train_log:
         made.append(plots.loss_curves(train_log["log_history"], run_dir / "loss_curves.png"))
     return [p.name for p in made]
@@ -72,14 +77,82 @@ def write_report(run_dir: Path) -> Path:
         metrics_table(columns),
         "Baselines are trained on the same train split. ECE: mean gap between confidence "
         "(probability of the predicted label) and accuracy over 10 equal-width bins.",
+        *_source_sections(run_dir, before, after),
         "## Figures",
         *[f"![{name}]({name})" for name in figures],
         "## Misclassified after fine-tuning (most confident first)",
-        _errors(after),
+        *_errors_per_source(after),
     ]) + "\n"
     path = run_dir / REPORT
     path.write_text(text)
     return path
+
+
+SOURCE_ROWS = (("accuracy", lambda m: m["accuracy"]),
+               ("cancer recall", lambda m: m["per_class"]["cancer"]["recall"]),
+               ("cancer precision", lambda m: m["per_class"]["cancer"]["precision"]),
+               ("ROC-AUC", lambda m: m["roc_auc"]), ("ECE", lambda m: m["ece"]))
+
+
+def source_table(rows: dict[str, dict]) -> str:
+    """One row per model (name -> metrics of one source), one column per metric."""
+    lines = ["| model | n | " + " | ".join(n for n, _ in SOURCE_ROWS) + " |",
+             "|---|---:|" + "---:|" * len(SOURCE_ROWS)]
+    for name, m in rows.items():
+        lines.append(f"| {name} | {m['n']} | "
+                     + " | ".join(_fmt(get(m)) for _, get in SOURCE_ROWS) + " |")
+    return "\n".join(lines)
+
+
+def per_source_rows(source: str, before: dict, after: dict, baselines: dict) -> dict:
+    """The models compared on one source's test papers."""
+    rows = {}
+    if source in before.get("per_source", {}):
+        rows["base (before)"] = before["per_source"][source]
+    mine = after["per_source"][source]
+    rows["fine-tuned, capped read"] = mine["capped"]
+    rows["fine-tuned, served (second read)"] = mine["served"]
+    for name, by_source in baselines.items():
+        if source in by_source:
+            rows[BASELINE_NAMES.get(name, name)] = by_source[source]
+    return rows
+
+
+def _source_sections(run_dir: Path, before: dict, after: dict) -> list[str]:
+    if not after.get("per_source"):
+        return []
+    baselines = _load(run_dir / "baselines_by_source.json") or {}
+    calibration = _load(run_dir / "calibration.json") or {}
+    out = ["## Per source (test split of each source)",
+           "Probabilities under the fitted calibration (temperature "
+           f"{after['rule']['temperature']}, second read below "
+           f"{after['rule']['reread_below']}). The keyword rule and TF-IDF + LR are trained on "
+           "the papers the model was trained on."]
+    for source, m in after["per_source"].items():
+        out += [f"### {source} ({m['served']['n']} papers, {m['reread_share']:.1%} read twice)",
+                source_table(per_source_rows(source, before, after, baselines))]
+    if calibration:
+        nll = calibration["nll"]
+        out += ["### Calibration (fitted on the validation papers of every source)",
+                f"Temperature {calibration['temperature']} on {calibration['reads']} reads of "
+                f"{sum(calibration['fitted_on'].values())} papers {calibration['fitted_on']}: "
+                f"NLL {nll['before']:.4f} -> {nll['after']:.4f}. Second-read threshold "
+                f"{calibration['reread_below']}: the lowest with the best validation accuracy.",
+                _threshold_table(calibration["thresholds"])]
+    return out
+
+
+def _threshold_table(rows: list[dict]) -> str:
+    lines = ["| read again below | validation accuracy | read twice |", "|---:|---:|---:|"]
+    lines += [f"| {r['below']} | {r['accuracy']:.4f} | {r['reread_share']:.1%} |" for r in rows]
+    return "\n".join(lines)
+
+
+def _errors_per_source(after: dict) -> list[str]:
+    sources = list(after.get("per_source", {})) or [None]
+    if sources == [None]:
+        return [_errors(after)]
+    return [part for s in sources for part in (f"### {s}", _errors(after, source=s))]
 
 
 def _summary(run: dict, before: dict, after: dict, train_log: dict | None) -> str:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from training.data import load_papers
 from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,7 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
               command: str | None = None) -> dict:
     from model_contract.manifest import write_manifest
     from training.base_model import resolve_base_model
-    from training.baselines import baseline_metrics
-    from training.data import load_papers, token_lengths
-    from training.evaluate import evaluate_papers, headline
+    from training.data import token_lengths, training_papers
     from training.finetune import finetune
     from training.merge import build_manifest, merge_adapter, update_metrics
     from training.prompting import renderer_for
@@ -67,33 +66,24 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
     run_name = run_name or f"{slug(base_model)}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run_dir = models_dir / "runs" / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
-    seed, ev = recipe.seed, recipe.eval
-    test = load_papers(data_dir, "test", ev.max_examples, seed)
+    test = load_papers(data_dir, "test", recipe.eval.max_examples, recipe.seed)
     with clock.stage("base model"):
         base = resolve_base_model(base_model, models_dir)
     with clock.stage("baselines"):
-        train = load_papers(data_dir, "train", recipe.train.max_examples, seed)
-        baselines = baseline_metrics(train, test, seed)
-        _dump(run_dir / "baselines.json", baselines)
+        train = training_papers(data_dir, recipe)
+        _baselines(run_dir, train, test, recipe.seed)
         lengths = token_lengths(renderer_for(base, recipe.template), train)
     with clock.stage("evaluate before"):
-        before = evaluate_papers(base, test, template=recipe.template, engine=engine,
-                                 batch_size=ev.batch_size)
-        _dump(run_dir / "eval_before.json", {"split": "test", **before})
+        before = _evaluate_before(run_dir, base, test, recipe, engine)
     with clock.stage("fine-tune"):
         tuned = finetune(recipe, base, data_dir, run_dir, backend=backend)
     merged = run_dir / "merged"
     with clock.stage("merge"):
         merge_adapter(base, tuned.adapter_dir, merged)
         write_manifest(merged, build_manifest(recipe, data_dir, version=run_name))
-    with clock.stage("evaluate after"):
-        # The merged directory, exactly as served (vLLM where installed).
-        after = evaluate_papers(merged, test, engine=engine, batch_size=ev.batch_size)
-        _dump(run_dir / "eval_after.json", {"split": "test", **after})
-    summary = {"before": headline({"split": "test", **before}),
-               "after": headline({"split": "test", **after}),
-               "baselines": {k: headline({"split": "test", "metrics": v})
-                             for k, v in baselines.items()}}
+    with clock.stage("calibrate and evaluate after"):
+        after = calibrate_and_evaluate(run_dir, merged, data_dir, test, recipe, engine)
+    summary = _summary(before, after, _load(run_dir / "baselines.json"))
     update_metrics(merged, summary)
     total = round(time.perf_counter() - start, 1)
     run = {"run_name": run_name, "base_model": base_model, "backend": tuned.backend,
@@ -104,6 +94,74 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
     write_report(run_dir)
     point_latest(models_dir, merged)
     return run
+
+
+def _baselines(run_dir: Path, train: list, test: list, seed: int) -> None:
+    """baselines.json (all test papers) and baselines_by_source.json, trained on `train`."""
+    from training.baselines import baseline_scores
+    from training.evaluate import by_source
+    from training.metrics import classification_metrics
+
+    scores = baseline_scores(train, test, seed)
+    labels = [p.label for p in test]
+    _dump(run_dir / "baselines.json",
+          {k: classification_metrics(labels, v) for k, v in scores.items()})
+    _dump(run_dir / "baselines_by_source.json",
+          {k: by_source(test, v) for k, v in scores.items()})
+
+
+def _evaluate_before(run_dir: Path, base: Path, test: list, recipe: Recipe,
+                     engine: str) -> dict:
+    """The untuned base model's capped read of the test papers, per source too."""
+    from training.evaluate import by_source, evaluate_papers
+
+    before = evaluate_papers(base, test, template=recipe.template, engine=engine,
+                             batch_size=recipe.eval.batch_size)
+    before = {"split": "test", **before,
+              "per_source": by_source(test, [p["p_cancer"] for p in before["predictions"]])}
+    _dump(run_dir / "eval_before.json", before)
+    return before
+
+
+def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: list,
+                           recipe: Recipe, engine: str = "auto") -> dict:
+    """Read the validation papers of every source and the test papers as serving does (one
+    engine start), fit the calibration on validation and store it in the manifest, then
+    evaluate the test papers under it: eval_after.json, calibration.json."""
+    from training.calibration import fit_calibration
+    from training.evaluate import served_evaluation, two_reads
+    from training.merge import set_calibration
+
+    started = time.perf_counter()
+    validation = load_papers(data_dir, "validation", recipe.eval.max_examples, recipe.seed)
+    (val_reads, test_reads), used = two_reads(merged, [validation, test], engine,
+                                              recipe.eval.batch_size)
+    calibration, record = fit_calibration(validation, val_reads)
+    _dump(run_dir / "calibration.json", record)
+    manifest = set_calibration(merged, calibration)
+    after = {"split": "test", "model": str(merged), "engine": used,
+             "template": manifest.prompt.template, "template_version": manifest.prompt.version,
+             "seconds": round(time.perf_counter() - started, 2),
+             **served_evaluation(test, test_reads, manifest.reading_rule())}
+    _dump(run_dir / "eval_after.json", after)
+    return after
+
+
+def _summary(before: dict, after: dict, baselines: dict) -> dict:
+    from training.evaluate import headline
+
+    return {"before": headline(before), "after": headline(after),
+            "after_capped": headline({"split": "test", "metrics": after["capped_metrics"]}),
+            "after_by_source": {s: {read: headline({"split": "test", "metrics": m})
+                                    for read, m in v.items() if read in ("served", "capped")}
+                                for s, v in after["per_source"].items()},
+            "calibration": after["rule"],
+            "baselines": {k: headline({"split": "test", "metrics": v})
+                          for k, v in baselines.items()}}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def run_many(base_models: list[str], recipe: Recipe, data_dir: Path, models_dir: Path,

@@ -46,7 +46,8 @@ def build_classifier(
     renderer = load_renderer(model_dir)
     version = settings.model_version or manifest.version
     info = ModelInfo(settings.model_name, version, renderer.template.version,
-                     manifest.model_dump(mode="json", exclude_none=True))
+                     manifest.model_dump(mode="json", exclude_none=True),
+                     manifest.reading_rule(settings.reread_below))
     metrics.set_model(settings.model_name, version, info.prompt_version)
     pool = EnginePool(engine_urls, session, resolve=settings.resolve_engines)
     return Classifier(settings, pool, renderer, metrics, info)

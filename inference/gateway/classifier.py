@@ -24,6 +24,7 @@ from inference.gateway.settings import GatewaySettings
 from model_contract.prompts import PromptRenderer
 from model_contract.reading import (
     LabelScore,
+    ReadingRule,
     read_paper,
     sampling_params,
     score_from_logprobs,
@@ -71,6 +72,7 @@ class ModelInfo:
     version: str
     prompt_version: str
     manifest: dict
+    rule: ReadingRule = ReadingRule()  # the manifest's calibration, settings' override
 
 
 class Classifier:
@@ -109,7 +111,7 @@ class Classifier:
 
     async def _read(self, title: str, abstract: str) -> Answer:
         score, truncated, reread = await read_paper(
-            self.renderer, self._reread, title, abstract, self.settings.reread_below,
+            self.renderer, self._reread, title, abstract, self.model.rule.reread_below,
             self._score)
         if reread:
             self.metrics.rereads.inc()
@@ -119,7 +121,7 @@ class Classifier:
     async def _score(self, renderer: PromptRenderer, prompt: str) -> LabelScore:
         logprobs = await self._call_engine(prompt)
         try:
-            return score_from_logprobs(renderer, logprobs)
+            return score_from_logprobs(renderer, logprobs, self.model.rule.temperature)
         except ValueError as err:  # no label token among them: the engine's fault, not ours
             raise ServiceError(502, f"unexpected engine response: {err}") from None
 

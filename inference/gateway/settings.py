@@ -51,9 +51,10 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, description="Larger bodies get 413")
     max_title_chars: int = Field(2_000, description="Longer titles get 422")
     max_abstract_chars: int = Field(100_000, description="Longer abstracts get 422")
-    reread_below: float = Field(
-        0.98, ge=0, le=1, description="Read a cut paper again, whole, when the first read's "
-        "probability is below this (0 = never); chosen on the validation split"
+    reread_below: float | None = Field(
+        None, ge=0, le=1, description="Read a cut paper again, whole, when the first read's "
+        "probability is below this (0 = never); unset = the threshold in the model's manifest "
+        "(chosen on validation papers), 0.98 for a model without one"
     )
     cache_size: int = Field(10_000, ge=0, description="Result cache entries (0 = off)")
     health_interval_s: float = Field(2.0, gt=0, description="How often engines are probed")

@@ -9,7 +9,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_fi
 
 from loadtest.checks import BadResponse, check_classification
 from model_contract.prompts import PromptRenderer
-from model_contract.reading import LabelScore, read_paper
+from model_contract.reading import LabelScore, ReadingRule, read_paper
 from preprocessing.papers import Paper
 
 #: The engine refuses to empty its prefix cache while blocks are still held: tries, and
@@ -24,20 +24,19 @@ class Served:
     one HTTP session for both."""
 
     def __init__(self, engine_url: str, gateway_url: str, renderer: PromptRenderer,
-                 model_name: str, concurrency: int) -> None:
+                 model_name: str, concurrency: int, rule: ReadingRule) -> None:
         from inference.gateway.classifier import (
             JSON_HEADERS,
             _label_logprobs,
             completion_body,
             completion_params,
         )
-        from inference.gateway.settings import GatewaySettings
         from model_contract.reading import score_from_logprobs
 
         self.engine_url, self.gateway_url, self.renderer = engine_url, gateway_url, renderer
         # The direct client does the gateway's work too (a second, longer read when the first
         # is unsure), so the overhead compares like with like.
-        self.reread, self.reread_below = renderer.reread_renderer(), GatewaySettings().reread_below
+        self.reread, self.rule = renderer.reread_renderer(), rule
         self.concurrency = concurrency
         # The body the gateway sends (inference/gateway/classifier.py).
         self.params = completion_params(renderer)
@@ -66,12 +65,12 @@ class Served:
                                        self._body(self.model_name, prompt, self.params))
         if status != 200:
             raise BadResponse(f"engine HTTP {status}: {raw[:200]!r}")
-        return self._score(renderer, self._logprobs(raw))
+        return self._score(renderer, self._logprobs(raw), self.rule.temperature)
 
     async def direct(self, paper: Paper) -> tuple[str, bool]:
         """The label, and whether the paper was read twice."""
         score, _, reread = await read_paper(self.renderer, self.reread, paper.title,
-                                            paper.abstract, self.reread_below, self._complete)
+                                            paper.abstract, self.rule.reread_below, self._complete)
         return score.label, reread
 
     async def gateway(self, paper: Paper) -> tuple[str, bool]:

@@ -161,13 +161,16 @@ def served_paths(opts: BenchOptions, papers: list[Paper], warmup: list[Paper]) -
     under `paths`, the latency probe, the cold start and readiness times (seconds) and the
     engine's settings."""
     from inference.engine import EngineSettings
-    from model_contract.layout import load_renderer
+    from inference.gateway.settings import GatewaySettings
+    from model_contract.layout import load_manifest, load_renderer
 
     settings = EngineSettings()
+    # The rule the gateway reads the model by: its calibration, the settings' override.
+    rule = load_manifest(opts.model_dir).reading_rule(GatewaySettings().reread_below)
     with started_services(opts, settings, warmup[0]) as services:
         served = Served(services.engine_url, services.gateway_url,
                         load_renderer(opts.model_dir), services.model_name,
-                        opts.settings.concurrency)
+                        opts.settings.concurrency, rule)
         rounds, probe = asyncio.run(_rounds(served, opts, papers, warmup))
     return {"paths": {which: median_round(runs) for which, runs in rounds.items()},
             "latency_probe": probe, "cold_start_s": services.cold_start_s,

@@ -5,6 +5,7 @@ numbers, its precision, its keep-alive) stays in test_gateway_contract.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +280,35 @@ def test_fifty_thousand_character_abstract_is_truncated_not_rejected(
     assert response.status_code == 200, response.text
     assert response.json()["truncated"] is True
     assert len(standin.bodies[0]["prompt"]) < 2_000  # capped in tokens, not sent whole
+
+
+def test_the_models_calibration_is_applied(make_client, standin: StandInEngine,
+                                           base_model_dir: Path, tmp_path: Path) -> None:
+    """A model whose manifest carries a temperature and a threshold is read by them; the
+    threshold setting overrides the manifest's."""
+    from model_contract.manifest import Calibration, Manifest, PromptRef, write_manifest
+    from model_contract.prompts import get_template
+
+    model = tmp_path / "calibrated"
+    model.mkdir()
+    for item in base_model_dir.iterdir():
+        (model / item.name).symlink_to(item)
+    template = get_template()
+    write_manifest(model, Manifest(
+        name="paper-classifier", version="v-calibrated", base_model="embedded:x",
+        prompt=PromptRef(template=template.name, version=template.version),
+        calibration=Calibration(temperature=2.0, reread_below=0.8, fitted_on={"a": 10})))
+    standin.script.cancer_probability = 0.9
+    client = make_client(model_dir=model, cache_size=0)
+    info = client.get("/v1/model").json()
+    assert (info["temperature"], info["reread_below"]) == (2.0, 0.8)
+    assert info["manifest"]["calibration"]["temperature"] == 2.0
+    answer = client.post("/v1/classify_paper", json=PAPER).json()
+    # sigmoid(ln(0.9 / 0.1) / 2) = 0.75: same label, honest probability.
+    assert answer["label"] == "cancer"
+    assert answer["probability"] == pytest.approx(0.75)
+    assert answer["cancer_probability"] == pytest.approx(0.75)
+    batch = client.post("/v1/classify_papers", json={"papers": [PAPER]}).json()
+    assert batch["results"][0]["result"]["probability"] == pytest.approx(0.75)
+    overridden = make_client(model_dir=model, reread_below=0.99).get("/v1/model").json()
+    assert (overridden["temperature"], overridden["reread_below"]) == (2.0, 0.99)

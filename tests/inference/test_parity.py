@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from model_contract.layout import load_renderer
+from model_contract.layout import load_manifest, load_renderer
 from preprocessing.dataset import read_split
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,8 @@ def test_gateway_matches_offline_scoring(gateway_url: str, base_model_dir: Path,
     renderer = load_renderer(base_model_dir)
     first = vllm_scores(base_model_dir, renderer, papers)
     second = vllm_scores(base_model_dir, renderer.reread_renderer(), papers)
-    below = GatewaySettings().reread_below
+    rule = load_manifest(base_model_dir).reading_rule(GatewaySettings().reread_below)
+    below = rule.reread_below
     rereads = [needs_reread(score, renderer.render(p.title, p.abstract).truncated, below)
                for score, p in zip(first, papers, strict=True)]
     assert any(rereads)

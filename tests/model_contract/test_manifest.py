@@ -69,3 +69,27 @@ def test_invalid_manifests_name_the_file(tmp_path: Path, raw: str) -> None:
     (tmp_path / "manifest.json").write_text(raw)
     with pytest.raises(ManifestError, match="manifest.json"):
         read_manifest(tmp_path)
+
+
+def test_calibration_is_how_the_model_is_read(tmp_path: Path) -> None:
+    from model_contract.manifest import Calibration, SourceRef
+    from model_contract.reading import DEFAULT_REREAD_BELOW, ReadingRule
+
+    calibration = Calibration(temperature=1.7, reread_below=0.9, fitted_on={"a": 80, "b": 336})
+    sources = {"a": SourceRef(label_meaning={"cancer": "c", "non_cancer": "n"},
+                              fingerprint="f", train={"cancer": 2, "non_cancer": 3})}
+    write_manifest(tmp_path, _manifest(calibration=calibration, sources=sources))
+    manifest = read_manifest(tmp_path)
+    assert manifest.calibration == calibration and manifest.sources == sources
+    assert manifest.reading_rule() == ReadingRule(temperature=1.7, reread_below=0.9)
+    assert manifest.reading_rule(0.5) == ReadingRule(temperature=1.7, reread_below=0.5)
+    # A model without a calibration (format 1, a base model) is read as the model says.
+    assert _manifest().reading_rule() == ReadingRule(1.0, DEFAULT_REREAD_BELOW)
+    with pytest.raises(ValidationError):
+        Calibration(temperature=0, reread_below=0.9, fitted_on={})
+
+
+def test_a_format_1_manifest_is_still_read(tmp_path: Path) -> None:
+    raw = json.loads(_manifest().model_dump_json(exclude_none=True)) | {"format_version": 1}
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    assert read_manifest(tmp_path).calibration is None

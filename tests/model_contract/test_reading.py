@@ -25,7 +25,7 @@ def test_label_probabilities_are_renormalised_over_the_label_tokens() -> None:
 
 
 def test_a_missing_label_counts_as_zero_and_none_is_an_error() -> None:
-    assert score_from_logprobs(IDS, {20: -0.1}).cancer_probability == 0.0
+    assert score_from_logprobs(IDS, {20: -0.1}).cancer_probability == pytest.approx(0, abs=1e-20)
     with pytest.raises(ValueError, match="no label token"):
         score_from_logprobs(IDS, {99: -0.1})
 
@@ -63,3 +63,15 @@ def test_the_second_read_decides_when_the_first_is_cut_and_unsure(base_model_dir
     # Sure, or not cut: one read only.
     assert _read(renderer, long_abstract, first_p=0.995)[2] is False
     assert _read(renderer, "Short abstract.", first_p=0.6)[2] is False
+
+
+def test_temperature_softens_the_answer_but_never_flips_it() -> None:
+    from model_contract.reading import score_from_logit
+
+    sharp = score_from_logprobs(IDS, {10: math.log(0.9), 20: math.log(0.1)})
+    soft = score_from_logprobs(IDS, {10: math.log(0.9), 20: math.log(0.1)}, temperature=2.0)
+    assert sharp.logit == soft.logit == pytest.approx(math.log(9))
+    assert soft.cancer_probability == pytest.approx(0.75)  # sigmoid(ln 9 / 2) = 3 / 4
+    assert sharp.label == soft.label == "cancer"
+    assert score_from_logit(-0.0001, 50.0).label == "non_cancer"
+    assert score_from_logit(0.0, 50.0).cancer_probability == 0.5

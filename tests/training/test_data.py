@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from model_contract.layout import load_renderer
 from preprocessing.papers import Paper
 from training.data import IGNORE, balanced_subset, encode_example
@@ -53,3 +55,44 @@ def test_subset_takes_what_a_short_class_has() -> None:
     chosen = balanced_subset(_papers(2, 30), 10, seed=0)
     assert Counter(p.label for p in chosen) == {"cancer": 2, "non_cancer": 8}
     assert len(balanced_subset(_papers(3, 3), None, seed=0)) == 6
+
+
+def _sourced(source: str, n_cancer: int, n_other: int) -> list:
+    from preprocessing.papers import Paper
+
+    return ([Paper(f"{source}-c{i}", "t", "a", "cancer", source) for i in range(n_cancer)]
+            + [Paper(f"{source}-n{i}", "t", "a", "non_cancer", source) for i in range(n_other)])
+
+
+def test_sources_are_sampled_as_the_recipe_says(caplog) -> None:
+    from training.data import count_by_source, sample_sources
+    from training.recipe import DataSpec
+
+    papers = _sourced("a", 30, 30) + _sourced("b", 10, 90)
+    everything = sample_sources(papers, DataSpec(), seed=1)
+    assert count_by_source(everything) == {"a": {"cancer": 30, "non_cancer": 30},
+                                           "b": {"cancer": 10, "non_cancer": 90}}
+    spec = DataSpec.model_validate({"sources": {
+        "a": {"max_train": 20}, "b": {"max_train": 40, "balance": "balanced"},
+        "missing": {}}})
+    chosen = sample_sources(papers, spec, seed=1)
+    assert count_by_source(chosen) == {"a": {"cancer": 10, "non_cancer": 10},
+                                       "b": {"cancer": 10, "non_cancer": 30}}
+    assert "'missing' is not in the dataset" in caplog.text
+    natural = sample_sources(papers, DataSpec.model_validate(
+        {"sources": {"b": {"max_train": 50, "balance": "natural"}}}), seed=1)
+    assert count_by_source(natural) == {"b": {"cancer": 5, "non_cancer": 45}}
+    # Seeded: the same recipe picks the same papers in the same order; sources are mixed.
+    assert [p.id for p in sample_sources(papers, spec, seed=1)] == [p.id for p in chosen]
+    assert {p.source for p in chosen[:10]} == {"a", "b"}
+
+
+def test_an_unknown_sampling_key_fails_loudly() -> None:
+    from pydantic import ValidationError
+
+    from training.recipe import DataSpec
+
+    with pytest.raises(ValidationError):
+        DataSpec.model_validate({"sources": {"a": {"max_papers": 3}}})
+    with pytest.raises(ValidationError):
+        DataSpec.model_validate({"sources": {"a": {"balance": "even"}}})

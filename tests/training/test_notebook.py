@@ -37,6 +37,9 @@ def test_notebook_runs_on_the_smoke_run(smoke_run: dict, processed_dir: Path,
                      for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "| accuracy |" in text and "fine-tuned (after)" in text
     assert "run: smoke" in text
+    assert "**assignment**" in text and "fine-tuned, served (second read)" in text
+    assert "temperature " in text and "=== assignment:" in text
+    assert "assignment: cancer = The assignment's papers" in text
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) >= 4  # length histogram, confusion, reliability, loss
+    assert len(images) >= 5  # length histogram, confusion, reliability, loss, per source

@@ -59,3 +59,13 @@ def test_overrides_replace_values_and_revalidate() -> None:
     assert recipe.lora == load_recipe().lora  # the rest is untouched
     with pytest.raises(KeyError, match="train.nope"):
         load_recipe(None, {"train.nope": 1})
+
+
+def test_default_recipe_trains_on_catalogued_sources() -> None:
+    """Recipes are data tested against the code: every source a shipped recipe names is one
+    the dataset stage knows, so a typo cannot silently train without it."""
+    from preprocessing.sources import catalogue
+
+    for path in RECIPES_DIR.glob("*.toml"):
+        assert set(load_recipe(path).data.sources) <= set(catalogue()), path.name
+    assert set(load_recipe().data.sources) == {"assignment", "ohsumed"}

@@ -16,7 +16,7 @@ from preprocessing.papers import LABELS
 pytestmark = pytest.mark.slow
 
 MANIFEST_KEYS = {"name", "version", "base_model", "recipe", "prompt", "dataset", "metrics",
-                 "created_at", "code_version"}
+                 "created_at", "code_version", "sources", "calibration"}
 
 
 def test_merged_model_is_scored_by_vllm(smoke_run: dict) -> None:
@@ -46,6 +46,36 @@ def test_merged_directory_is_complete(smoke_run: dict, processed_dir: Path) -> N
     assert manifest["metrics"]["before"]["n"] == 8
     # Serving renders through the manifest's template.
     assert load_renderer(merged).template.name == "cancer-yn-short"
+    source = manifest["sources"]["assignment"]
+    assert source["label_meaning"]["cancer"].startswith("The assignment's papers")
+    assert source["fingerprint"] == summary["sources"]["assignment"]["fingerprint"]
+    assert sum(source["train"].values()) == 12  # the smoke recipe's max_examples
+
+
+def test_calibration_is_fitted_stored_and_applied(smoke_run: dict) -> None:
+    """The temperature fitted on validation is in the manifest, and the test predictions are
+    the raw label logits divided by it, read twice where the stored threshold says."""
+    from model_contract.reading import calibrated_probability
+
+    run_dir = smoke_run["run_dir"]
+    manifest = json.loads((run_dir / "merged" / "manifest.json").read_text())
+    fit = json.loads((run_dir / "calibration.json").read_text())
+    calibration = manifest["calibration"]
+    assert calibration["temperature"] == fit["temperature"] > 0
+    assert calibration["reread_below"] == fit["reread_below"]
+    assert fit["nll"]["after"] <= fit["nll"]["before"] + 1e-9  # T=1 is among the candidates
+    assert sum(calibration["fitted_on"].values()) == 8  # eval.max_examples validation papers
+    after = json.loads((run_dir / "eval_after.json").read_text())
+    assert after["rule"] == {"temperature": calibration["temperature"],
+                             "reread_below": calibration["reread_below"]}
+    for p in after["predictions"]:
+        confidence = max(p["p_cancer_capped"], 1 - p["p_cancer_capped"])
+        if not p["reread"]:
+            assert p["p_cancer"] == p["p_cancer_capped"]
+        else:
+            assert confidence < calibration["reread_below"]
+    assert after["per_source"]["assignment"]["served"]["n"] == 8
+    assert calibrated_probability(0.0, calibration["temperature"]) == 0.5
 
 
 def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -> None:
@@ -72,10 +102,13 @@ def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -
 def test_report_and_figures_are_written(smoke_run: dict) -> None:
     run_dir = smoke_run["run_dir"]
     report = (run_dir / "report.md").read_text()
-    for png in ("confusion_matrices.png", "reliability.png", "loss_curves.png"):
+    for png in ("confusion_matrices.png", "reliability.png", "loss_curves.png",
+                "reliability_per_source.png"):
         assert (run_dir / png).stat().st_size > 10_000
         assert f"]({png})" in report
     assert "| accuracy |" in report and "TF-IDF + LR" in report and "keyword rule" in report
+    assert "### assignment (8 papers" in report and "fine-tuned, served (second read)" in report
+    assert "### Calibration" in report and "| read again below |" in report
     train_log = json.loads((run_dir / "train_log.json").read_text())
     assert train_log["backend"] == "peft" and train_log["global_step"] == 3
     assert any("eval_loss" in e for e in train_log["log_history"])  # validation loss logged

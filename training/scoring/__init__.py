@@ -47,3 +47,19 @@ def score_papers(model_dir: Path | str, papers: list[Paper], renderer: PromptRen
     from training.scoring.transformers_forward import transformers_scores
 
     return transformers_scores(model_dir, renderer, papers, adapter, batch_size), chosen
+
+
+def score_sets(model_dir: Path | str, sets: list[tuple[PromptRenderer, list[Paper]]],
+               adapter: Path | None = None, engine: EngineName = "auto",
+               batch_size: int = 16) -> tuple[list[list[LabelScore]], str]:
+    """Several (renderer, papers) sets scored by one engine (vLLM starts once for all)."""
+    chosen = choose_engine(engine, adapter)
+    if chosen != "vllm":
+        return [score_papers(model_dir, papers, renderer, adapter, chosen, batch_size)[0]
+                for renderer, papers in sets], chosen
+    from training.scoring.vllm_engine import engine_session, vllm_scores
+
+    longest = max(renderer.max_prompt_tokens() for renderer, _ in sets)
+    with engine_session(model_dir, longest + 8) as llm:
+        return [vllm_scores(model_dir, renderer, papers, llm) if papers else []
+                for renderer, papers in sets], chosen

@@ -86,6 +86,17 @@ def close_engine(llm) -> None:
     gc.collect()
 
 
+@contextlib.contextmanager
+def engine_session(model_dir: Path | str, max_model_len: int) -> Iterator:
+    """One offline engine for several scoring calls (pass it to vllm_scores as `llm`)."""
+    with mock.patch.dict(os.environ, engine_env(_on_gpu())):
+        llm = open_engine(model_dir, max_model_len)
+        try:
+            yield llm
+        finally:
+            close_engine(llm)
+
+
 def vllm_scores(model_dir: Path | str, renderer: PromptRenderer, papers: list[Paper],
                 llm=None) -> list[LabelScore]:
     from vllm import SamplingParams

@@ -119,13 +119,16 @@ async def classify_papers(batch: BatchRequest, service: ServiceDep, settings: Se
 
 
 @router.get("/v1/model", tags=["model"])
-async def model(service: ServiceDep, settings: SettingsDep) -> dict:
-    """The served model's manifest (base model, prompt version, dataset, metrics) and the
-    precision its engines compute in, with the reason (`precision`: one entry per distinct
-    choice, with the engines that made it; empty until an engine has been probed)."""
+async def model(service: ServiceDep) -> dict:
+    """The served model's manifest (base model, prompt version, dataset, calibration, metrics),
+    how answers are read (`temperature`, `reread_below`: the manifest's calibration unless
+    GATEWAY_REREAD_BELOW overrides the threshold) and the precision its engines compute in,
+    with the reason (`precision`: one entry per distinct choice, with the engines that made
+    it; empty until an engine has been probed)."""
     return {"name": service.model.name, "version": service.model.version,
             "prompt_version": service.model.prompt_version,
-            "reread_below": settings.reread_below,
+            "reread_below": service.model.rule.reread_below,
+            "temperature": service.model.rule.temperature,
             "precision": _precisions(service.pool.engines),
             "manifest": service.model.manifest}
 
