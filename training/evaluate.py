@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from model_contract.manifest import read_manifest
+from model_contract.prompts import PromptRenderer
 from model_contract.reading import ReadingRule, calibrated_probability
 from preprocessing.papers import Paper
 from training.calibration import TwoReads, served_logit
 from training.data import load_papers
 from training.metrics import classification_metrics, predicted
 from training.prompting import renderer_for
-from training.scoring import EngineName, score_papers, score_sets
+from training.scoring import EngineName, Scorer, score_papers
 
 ADAPTER_PROMPT_FILE = "prompt_template.json"  # written beside an adapter by finetune
 
@@ -79,25 +81,20 @@ def headline(result: dict) -> dict:
             "engine": result.get("engine"), "template": result.get("template_version")}
 
 
-def two_reads(model: Path | str, paper_sets: list[list[Paper]], engine: EngineName = "auto",
-              batch_size: int = 16) -> tuple[list[list[TwoReads]], str]:
-    """Each paper read as serving reads it: the capped prompt, and the whole abstract where the
-    cap cut it (one engine start for every set). Returns raw logits (no temperature)."""
-    renderer = renderer_for(model)
+def read_twice(score: Scorer, renderer: PromptRenderer, papers: list[Paper],
+               second: Callable[[float], bool] = lambda _logit: True) -> list[TwoReads]:
+    """Each paper read as serving reads it: the capped prompt, then the whole abstract where
+    the cap cut it and `second(capped logit)` says so (all cut papers by default). Raw logits,
+    no temperature."""
+    cut = [renderer.render(p.title, p.abstract).truncated for p in papers]
+    capped = score(renderer, papers)
     full = renderer.reread_renderer()
-    sets, cut_index = [], []
-    for papers in paper_sets:
-        cut = [i for i, p in enumerate(papers) if renderer.render(p.title, p.abstract).truncated]
-        cut_index.append(cut)
-        sets += [(renderer, papers), (full or renderer, [papers[i] for i in cut] if full else [])]
-    scores, used = score_sets(model, sets, engine=engine, batch_size=batch_size)
-    out = []
-    for k, cut in enumerate(cut_index):
-        capped = scores[2 * k]
-        whole = dict(zip(cut, scores[2 * k + 1], strict=True)) if full else {}
-        out.append([TwoReads(c.logit, i in cut, whole[i].logit if i in whole else None)
-                    for i, c in enumerate(capped)])
-    return out, used
+    again = [i for i, (c, t) in enumerate(zip(capped, cut, strict=True))
+             if full is not None and t and second(c.logit)]
+    whole = dict(zip(again, score(full, [papers[i] for i in again]) if again else [],
+                     strict=True))
+    return [TwoReads(c.logit, t, whole[i].logit if i in whole else None)
+            for i, (c, t) in enumerate(zip(capped, cut, strict=True))]
 
 
 def served_evaluation(papers: list[Paper], reads: list[TwoReads], rule: ReadingRule) -> dict:

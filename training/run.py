@@ -125,24 +125,33 @@ def _evaluate_before(run_dir: Path, base: Path, test: list, recipe: Recipe,
 
 def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: list,
                            recipe: Recipe, engine: str = "auto") -> dict:
-    """Read the validation papers of every source and the test papers as serving does (one
-    engine start), fit the calibration on validation and store it in the manifest, then
-    evaluate the test papers under it: eval_after.json, calibration.json."""
+    """Read the validation papers of every source as serving does (the whole abstract of every
+    cut one, for the threshold table), fit the calibration and store it in the manifest, then
+    read the test papers under it (a second read only where the rule asks); one engine start.
+    Writes calibration.json and eval_after.json."""
+    from model_contract.reading import needs_reread, score_from_logit
     from training.calibration import fit_calibration
-    from training.evaluate import served_evaluation, two_reads
+    from training.evaluate import read_twice, served_evaluation
     from training.merge import set_calibration
+    from training.prompting import renderer_for
+    from training.scoring import scoring_session
 
     started = time.perf_counter()
     validation = load_papers(data_dir, "validation", recipe.eval.max_examples, recipe.seed)
-    (val_reads, test_reads), used = two_reads(merged, [validation, test], engine,
-                                              recipe.eval.batch_size)
-    calibration, record = fit_calibration(validation, val_reads)
+    renderer = renderer_for(merged)
+    longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
+    with scoring_session(merged, longest, engine, recipe.eval.batch_size) as (score, used):
+        calibration, record = fit_calibration(validation,
+                                              read_twice(score, renderer, validation))
+        manifest = set_calibration(merged, calibration)
+        rule = manifest.reading_rule()
+        test_reads = read_twice(score, renderer, test, lambda logit: needs_reread(
+            score_from_logit(logit, rule.temperature), True, rule.reread_below))
     _dump(run_dir / "calibration.json", record)
-    manifest = set_calibration(merged, calibration)
     after = {"split": "test", "model": str(merged), "engine": used,
              "template": manifest.prompt.template, "template_version": manifest.prompt.version,
              "seconds": round(time.perf_counter() - started, 2),
-             **served_evaluation(test, test_reads, manifest.reading_rule())}
+             **served_evaluation(test, test_reads, rule)}
     _dump(run_dir / "eval_after.json", after)
     return after
 

@@ -5,8 +5,10 @@ the label tokens, through `model_contract.reading.score_from_logprobs`."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -49,17 +51,21 @@ def score_papers(model_dir: Path | str, papers: list[Paper], renderer: PromptRen
     return transformers_scores(model_dir, renderer, papers, adapter, batch_size), chosen
 
 
-def score_sets(model_dir: Path | str, sets: list[tuple[PromptRenderer, list[Paper]]],
-               adapter: Path | None = None, engine: EngineName = "auto",
-               batch_size: int = 16) -> tuple[list[list[LabelScore]], str]:
-    """Several (renderer, papers) sets scored by one engine (vLLM starts once for all)."""
-    chosen = choose_engine(engine, adapter)
+Scorer = Callable[[PromptRenderer, list[Paper]], list[LabelScore]]
+
+
+@contextlib.contextmanager
+def scoring_session(model_dir: Path | str, max_prompt_tokens: int, engine: EngineName = "auto",
+                    batch_size: int = 16) -> Iterator[tuple[Scorer, str]]:
+    """A scorer for several (renderer, papers) calls on one model, and the engine it uses:
+    vLLM starts once for all of them (prompts up to `max_prompt_tokens`)."""
+    chosen = choose_engine(engine, None)
     if chosen != "vllm":
-        return [score_papers(model_dir, papers, renderer, adapter, chosen, batch_size)[0]
-                for renderer, papers in sets], chosen
+        yield (lambda renderer, papers: score_papers(model_dir, papers, renderer, None, chosen,
+                                                     batch_size)[0]), chosen
+        return
     from training.scoring.vllm_engine import engine_session, vllm_scores
 
-    longest = max(renderer.max_prompt_tokens() for renderer, _ in sets)
-    with engine_session(model_dir, longest + 8) as llm:
-        return [vllm_scores(model_dir, renderer, papers, llm) if papers else []
-                for renderer, papers in sets], chosen
+    with engine_session(model_dir, max_prompt_tokens + 8) as llm:
+        yield (lambda renderer, papers: vllm_scores(model_dir, renderer, papers, llm)
+               if papers else []), chosen
