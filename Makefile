@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
-EXTRAS ?= serve-cpu,train,loadtest,dev
+EXTRAS ?= serve-cpu,train,corpus,loadtest,dev
 
 .PHONY: setup data base-model train serve demo test lint bench loadtest rollout infra-check clean
 

@@ -19,6 +19,7 @@ import typer
 
 from commandline.options import option, settings_from
 from inference.bulk_settings import BulkSettings
+from inference.corpus.settings import CorpusSettings
 from inference.engine import EngineSettings
 from inference.gateway.settings import GatewaySettings
 from preprocessing.settings import PreprocessSettings
@@ -257,6 +258,50 @@ def classify(
         from inference.exports import export_results
 
         typer.echo(f"wrote {export_results(result.inputs, result.table, export)}")
+
+
+@app.command()
+def corpus(
+    source: Annotated[str, typer.Argument(
+        help="Records to classify: a file or folder (any format `classify` reads: PubMed XML "
+        ".gz baseline files, MEDLINE, RIS, CSV/TSV/JSONL/Parquet) or an S3 URI of one "
+        "(s3://bucket/prefix, copied locally first)")],
+    out: Annotated[str, typer.Argument(
+        help="Output folder or S3 URI: Parquet parts under OUT/model=VERSION/, one row per "
+        "record with its identifiers, label, probabilities, model and prompt version")],
+    address: Annotated[str | None, option(CorpusSettings, "address")] = None,
+    model_dir: Annotated[Path | None, option(CorpusSettings, "model_dir")] = None,
+    num_actors: Annotated[int | None, option(CorpusSettings, "num_actors")] = None,
+    batch_size: Annotated[int | None, option(CorpusSettings, "batch_size")] = None,
+    gpus_per_actor: Annotated[float | None, option(CorpusSettings, "gpus_per_actor")] = None,
+    input_format: Annotated[str | None, typer.Option(
+        "--format", help="Read the input as this format instead of recognising it")] = None,
+    column: Annotated[list[str] | None, typer.Option(
+        "--column", help="A table's column for a field, FIELD=COLUMN (repeatable)")] = None,
+) -> None:
+    """Classify a whole literature on Ray Data: the model runs in process in NUM_ACTORS Ray
+    actors (vLLM's offline engine, configured as the served engine, reading papers exactly as
+    the gateway does), no HTTP hop. Each batch is written as a Parquet part as it finishes:
+    kill the run and start the same command again, and it skips the records already in OUT
+    (each record is written once). Local Ray by default; --address points at a cluster."""
+    from inference.bulk import InputChanged
+    from inference.engine import EngineSettings
+
+    try:  # Ray and vLLM: the engine image and `make setup` have them, the gateway image not
+        from inference.corpus.run import run_corpus
+    except ImportError as err:
+        raise typer.BadParameter(f"corpus runs need Ray and vLLM ({err}); install the project "
+                                 "with the corpus and serve-cpu (or serve-gpu) extras") from None
+    _log_setup()
+    settings = settings_from(CorpusSettings, address=address, model_dir=model_dir,
+                             num_actors=num_actors, batch_size=batch_size,
+                             gpus_per_actor=gpus_per_actor)
+    try:
+        result = run_corpus(source, out, settings, EngineSettings(), input_format,
+                            _column_mapping(column))
+    except (InputChanged, ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err), param_hint="SOURCE") from None
+    typer.echo(result.summary())
 
 
 def _column_mapping(pairs: list[str] | None) -> dict[str, str] | None:

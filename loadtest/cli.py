@@ -1,5 +1,5 @@
 """python -m loadtest: load-test a running gateway with Locust (`run`), or benchmark the serving
-paths side by side on this machine (`bench`).
+paths side by side on this machine (`bench`), or REST bulk against Ray Data bulk (`capacity`).
 
 Typical use: start the service with `make serve` (gateway on http://127.0.0.1:8080), then
 `python -m loadtest run --users 32 --duration 10m`. `python -m loadtest bench` needs no running
@@ -156,3 +156,27 @@ def bench(
     typer.echo((opts.out_dir / "bench.md").read_text())
     print_targets(result)
     typer.echo(json.dumps(result["files"]))
+
+
+@app.command()
+def capacity(
+    papers: Annotated[int, typer.Option(
+        help="Papers classified by each path (the test split repeated with fresh ids)")] = 2000,
+    model: Annotated[Path | None, typer.Option(
+        help="Model directory (default: models/latest, else the embedded base model)")] = None,
+    data_dir: Annotated[Path | None, _measured("data_dir")] = None,
+    out_dir: Annotated[Path, typer.Option(
+        help="Folder for the papers, both paths' outputs and latest.json")]
+    = Path("results/capacity"),
+) -> None:
+    """REST bulk against Ray Data bulk, side by side in one run on the same papers and model:
+    `python -m inference classify` through a gateway in front of one vLLM server, then
+    `python -m inference corpus` on a local Ray with the model in process. Prints papers/s of
+    each path and how many labels differ (the figures for the README's capacity plan). Needs
+    no running service; takes several minutes per 1,000 papers on a 2-core CPU."""
+    from loadtest.capacity import run_capacity
+    from model_contract.layout import resolve_model_dir
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report = run_capacity(resolve_model_dir(model), data_dir or B().data_dir, out_dir, papers)
+    typer.echo(json.dumps(report, indent=2))

@@ -3,7 +3,6 @@ every paper in one `generate` call, the served (capped) prompt and sampling para
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -11,26 +10,6 @@ from typing import Any
 
 from loadtest.bench.figures import path_figures
 from preprocessing.papers import Paper
-
-
-def offline_engine_kwargs(settings_json: str, model_dir: Path) -> tuple[dict, dict[str, str]]:
-    """`vllm.LLM` keyword arguments and environment that equal the served engine's: the server's
-    own command line (inference.engine.build_command) parsed by vLLM's engine-argument parser,
-    keeping what differs from vLLM's defaults. `settings_json`: the EngineSettings as JSON."""
-    from vllm.engine.arg_utils import EngineArgs
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-
-    from inference.engine import EngineSettings, build_command
-
-    args, env = build_command(EngineSettings.model_validate_json(settings_json), model_dir)
-    parser = EngineArgs.add_cli_args(FlexibleArgumentParser())
-    served, _server_only = parser.parse_known_args(args[3:])  # after `python -m module`
-    defaults, _ = parser.parse_known_args(["--model", str(model_dir)])
-    kwargs = {f.name: getattr(served, f.name) for f in dataclasses.fields(EngineArgs)
-              if hasattr(served, f.name) and getattr(served, f.name) != getattr(defaults, f.name)}
-    kwargs["model"] = str(model_dir)
-    kwargs.pop("served_model_name", None)
-    return kwargs, env
 
 
 def _recorder(finished: list[float], progress: bool) -> type:
@@ -56,11 +35,14 @@ def offline_path(model_dir: str, papers: list[Paper], warmup: list[Paper], setti
     the time (seconds) from the call to the step that finished it. The path's figures (see
     `path_figures`) plus the prompt version and the engine arguments. Runs in a child process
     of its own (see `isolation`): it changes that process's environment."""
+    from inference.engine import EngineSettings
+    from inference.offline import offline_engine_kwargs
     from model_contract.layout import load_renderer
     from model_contract.reading import sampling_params
     from training.scoring.vllm_engine import close_engine
 
-    kwargs, env = offline_engine_kwargs(settings_json, Path(model_dir))
+    kwargs, env = offline_engine_kwargs(EngineSettings.model_validate_json(settings_json),
+                                        Path(model_dir))
     # This is a child process of its own: its environment dies with it. The engine core runs
     # in a process of its own, as in the server: vLLM sets LD_PRELOAD (its tcmalloc, torch's
     # libgomp for the thread binding) for the processes it starts, and an engine core inside
