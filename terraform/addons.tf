@@ -43,8 +43,9 @@ resource "helm_release" "nvidia_device_plugin" {
 # selects nodegroup=gpu and tolerates the taint triggers a scale-up from zero.
 resource "aws_autoscaling_group_tag" "gpu_node_template" {
   for_each = {
-    "k8s.io/cluster-autoscaler/node-template/label/nodegroup"     = "gpu"
-    "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu" = "${local.gpu_taint.value}:NoSchedule"
+    "k8s.io/cluster-autoscaler/node-template/label/nodegroup"                     = "gpu"
+    "k8s.io/cluster-autoscaler/node-template/label/k8s.amazonaws.com/accelerator" = "nvidia"
+    "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"                = "${local.gpu_taint.value}:NoSchedule"
   }
 
   autoscaling_group_name = one(module.eks.eks_managed_node_groups["gpu"].node_group_autoscaling_group_names)
@@ -147,4 +148,62 @@ resource "helm_release" "cluster_autoscaler" {
   })]
 
   depends_on = [module.eks, aws_iam_role_policy_attachment.cluster_autoscaler]
+}
+
+################################################################################
+# KEDA: the engines scale on their queue
+#
+# k8s/overlays/prod/engine-scaledobject.yaml asks KEDA for an HPA of Deployment "engine" driven
+# by two PromQL queries on the vLLM queue (kube-prometheus-stack's Prometheus, platform.tf).
+# KEDA rather than prometheus-adapter: a ScaledObject states the query, its threshold and the
+# HPA behaviour in one object next to the workload, with no adapter rules config that maps
+# series to custom metrics, and KEDA owns (creates, updates, deletes) the HPA it implies.
+################################################################################
+
+resource "helm_release" "keda" {
+  count = var.enable_keda ? 1 : 0
+
+  name             = "keda"
+  namespace        = "keda"
+  create_namespace = true
+  repository       = "https://kedacore.github.io/charts"
+  chart            = "keda"
+  version          = var.keda_chart_version
+
+  values = [yamlencode({
+    nodeSelector = { nodegroup = "system" }
+    # Only the application's ScaledObjects.
+    watchNamespace = var.k8s_namespace
+  })]
+
+  depends_on = [module.eks]
+}
+
+################################################################################
+# KubeRay operator: corpus-scale classification (k8s/corpus, a RayJob)
+################################################################################
+
+locals {
+  # k8s/base/networkpolicies.yaml admits this namespace to the Ray head's dashboard port.
+  kuberay_namespace = "kuberay-system"
+}
+
+resource "helm_release" "kuberay_operator" {
+  count = var.enable_kuberay ? 1 : 0
+
+  name             = "kuberay-operator"
+  namespace        = local.kuberay_namespace
+  create_namespace = true
+  repository       = "https://ray-project.github.io/kuberay-helm/"
+  chart            = "kuberay-operator"
+  version          = var.kuberay_operator_chart_version
+
+  values = [yamlencode({
+    nodeSelector = { nodegroup = "system" }
+    # Reconcile RayJobs of the application namespace only. Cluster-scoped RBAC still: the
+    # namespace itself is created later, by the prod overlay.
+    watchNamespace = [var.k8s_namespace]
+  })]
+
+  depends_on = [module.eks]
 }

@@ -8,10 +8,23 @@ locals {
   irsa_subjects = {
     engine             = [for sa in var.model_reader_service_accounts : "${var.k8s_namespace}:${sa}"]
     trainer            = ["${var.k8s_namespace}:${var.trainer_service_account}"]
+    corpus             = ["${var.k8s_namespace}:${var.corpus_service_account}"]
     cluster-autoscaler = ["kube-system:cluster-autoscaler"]
   }
 
-  models_prefix_arn = "${aws_s3_bucket.models.arn}/models/*"
+  models_prefix_arn        = "${aws_s3_bucket.models.arn}/models/*"
+  corpus_input_prefix_arn  = "${aws_s3_bucket.models.arn}/${var.corpus_input_prefix}*"
+  corpus_output_prefix_arn = "${aws_s3_bucket.models.arn}/${var.corpus_output_prefix}*"
+
+  # pyarrow's S3 create_dir(recursive = true), which the corpus command's output store calls,
+  # writes an empty "directory marker" object for every level of the output path, the levels
+  # above the output prefix included ("corpus/" for "corpus/output/"). Those exact keys may be
+  # written too; nothing under them.
+  corpus_output_levels = split("/", trimsuffix(var.corpus_output_prefix, "/"))
+  corpus_output_marker_arns = [
+    for i in range(1, length(local.corpus_output_levels)) :
+    "${aws_s3_bucket.models.arn}/${join("/", slice(local.corpus_output_levels, 0, i))}/"
+  ]
 }
 
 data "aws_iam_policy_document" "irsa_assume" {
@@ -86,6 +99,53 @@ data "aws_iam_policy_document" "trainer" {
   }
 }
 
+# Corpus RayJob (k8s/corpus): the Ray head and workers fetch the model version (read models/*),
+# the job reads its papers (read corpus/input/*) and writes its answers (write corpus/output/*,
+# plus the reads and multipart aborts an S3 writer needs); it cannot delete anything, and it
+# cannot write models or input.
+data "aws_iam_policy_document" "corpus" {
+  statement {
+    sid       = "ReadModels"
+    actions   = ["s3:GetObject"]
+    resources = [local.models_prefix_arn]
+  }
+
+  statement {
+    sid       = "ReadInput"
+    actions   = ["s3:GetObject"]
+    resources = [local.corpus_input_prefix_arn]
+  }
+
+  statement {
+    sid       = "WriteOutput"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
+    resources = [local.corpus_output_prefix_arn]
+  }
+
+  dynamic "statement" {
+    for_each = length(local.corpus_output_marker_arns) > 0 ? [local.corpus_output_marker_arns] : []
+
+    content {
+      sid       = "WriteOutputFolderMarkers"
+      actions   = ["s3:PutObject"]
+      resources = statement.value
+    }
+  }
+
+  statement {
+    sid     = "ListBucket"
+    actions = ["s3:ListBucket"]
+    # Unconditional: see the engine policy (fetch-model tells "not published" from "denied").
+    resources = [aws_s3_bucket.models.arn]
+  }
+
+  statement {
+    sid       = "UseKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.main.arn]
+  }
+}
+
 resource "aws_iam_role" "engine" {
   name               = "${local.name}-engine"
   description        = "IRSA role of ${join(", ", local.irsa_subjects.engine)}: read model versions"
@@ -108,6 +168,18 @@ resource "aws_iam_role_policy" "trainer" {
   name   = "publish-models"
   role   = aws_iam_role.trainer.id
   policy = data.aws_iam_policy_document.trainer.json
+}
+
+resource "aws_iam_role" "corpus" {
+  name               = "${local.name}-corpus"
+  description        = "IRSA role of ${local.irsa_subjects.corpus[0]}: classify a corpus (read models and input, write output)"
+  assume_role_policy = data.aws_iam_policy_document.irsa_assume["corpus"].json
+}
+
+resource "aws_iam_role_policy" "corpus" {
+  name   = "classify-corpus"
+  role   = aws_iam_role.corpus.id
+  policy = data.aws_iam_policy_document.corpus.json
 }
 
 ################################################################################

@@ -161,13 +161,21 @@ module "eks" {
       instance_types = var.gpu_instance_types
       capacity_type  = var.gpu_capacity_type
 
-      # Scale from zero: min 0, the cluster autoscaler raises desired when a GPU pod is
-      # pending (it learns labels/taints of an empty group from the ASG tags in addons.tf).
-      min_size     = 0
-      desired_size = var.gpu_desired_size
+      # The cluster autoscaler (addons.tf) owns the count between min and max: it adds a node
+      # when a GPU pod is pending (KEDA adding engines, a RayJob's workers, the training Job)
+      # and removes one that has stayed empty for 10 minutes. With min 0 it scales from zero
+      # (it learns labels/taints of an empty group from the ASG tags in addons.tf).
+      min_size     = var.gpu_min_size
+      desired_size = max(var.gpu_min_size, var.gpu_desired_size)
       max_size     = var.gpu_max_size
 
-      labels = { nodegroup = "gpu" }
+      # k8s.amazonaws.com/accelerator marks a GPU node for the cluster autoscaler: it then treats
+      # a new node as not ready until the device plugin advertises its GPU, instead of adding a
+      # second node for the same pending pod meanwhile.
+      labels = {
+        nodegroup                       = "gpu"
+        "k8s.amazonaws.com/accelerator" = "nvidia"
+      }
       taints = { gpu = local.gpu_taint }
 
       block_device_mappings = {

@@ -26,6 +26,11 @@ output "trainer_role_arn" {
   value       = aws_iam_role.trainer.arn
 }
 
+output "corpus_role_arn" {
+  description = "IRSA role ARN for the corpus RayJob's service account (eks.amazonaws.com/role-arn): reads models and corpus input, writes corpus output."
+  value       = aws_iam_role.corpus.arn
+}
+
 output "ci_role_arn" {
   description = "Role that GitHub Actions assumes through OIDC (repository variable AWS_ROLE_ARN)."
   value       = aws_iam_role.ci.arn

@@ -119,9 +119,9 @@ variable "system_node_count" {
 }
 
 variable "gpu_instance_types" {
-  description = "Instance types of the GPU node group (one NVIDIA GPU each is what the engine requests)."
+  description = "Instance types of the GPU node group (one NVIDIA GPU each is what the engine requests). Each must hold the largest GPU pod's CPU and memory requests (the engine, the corpus Ray worker: 4 vCPU, 16 GiB; the trainer: 4 vCPU, 24 GiB), or the cluster autoscaler never adds a node for it: g5.2xlarge (8 vCPU, 32 GiB, one A10G) does, g5.xlarge (4 vCPU, 16 GiB) does not."
   type        = list(string)
-  default     = ["g5.xlarge"]
+  default     = ["g5.2xlarge"]
 
   validation {
     condition     = length(var.gpu_instance_types) > 0 && alltrue([for t in var.gpu_instance_types : can(regex("^(g[4-6][a-z]*|p[3-5][a-z]*)\\.", t))])
@@ -129,8 +129,19 @@ variable "gpu_instance_types" {
   }
 }
 
+variable "gpu_min_size" {
+  description = "Fewest GPU nodes the cluster autoscaler keeps. 0 lets the group scale to zero when no GPU pod runs (the engines' ScaledObject keeps at least 2 engines, so in practice 2 nodes stay while the service is deployed)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.gpu_min_size >= 0 && var.gpu_min_size <= var.gpu_max_size
+    error_message = "gpu_min_size must be between 0 and gpu_max_size."
+  }
+}
+
 variable "gpu_desired_size" {
-  description = "Initial number of GPU nodes. 0 scales from zero (the cluster autoscaler adds a node when a GPU pod is pending); 1 keeps one warm. Changes after creation are ignored by the module (the autoscaler owns the count)."
+  description = "Initial number of GPU nodes (raised to gpu_min_size if lower). 0 scales from zero (the cluster autoscaler adds a node when a GPU pod is pending); 1 keeps one warm. Changes after creation are ignored by the module (the autoscaler owns the count)."
   type        = number
   default     = 1
 
@@ -141,9 +152,9 @@ variable "gpu_desired_size" {
 }
 
 variable "gpu_max_size" {
-  description = "Maximum number of GPU nodes the autoscaler may run."
+  description = "Maximum number of GPU nodes the autoscaler may run, one GPU pod each: room for the engines' ScaledObject maximum (6) plus one rollout surge, the corpus RayJob's GPU workers (2) and the training Job (1)."
   type        = number
-  default     = 4
+  default     = 10
 
   validation {
     condition     = var.gpu_max_size >= 1 && var.gpu_max_size <= 50
@@ -231,6 +242,39 @@ variable "trainer_service_account" {
   validation {
     condition     = can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.trainer_service_account))
     error_message = "trainer_service_account must be a DNS-1123 name."
+  }
+}
+
+variable "corpus_service_account" {
+  description = "Name of the corpus RayJob's Kubernetes service account (k8s/corpus: reads models and its input, writes its output)."
+  type        = string
+  default     = "corpus"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.corpus_service_account))
+    error_message = "corpus_service_account must be a DNS-1123 name."
+  }
+}
+
+variable "corpus_input_prefix" {
+  description = "Key prefix in the model bucket that the corpus RayJob may read its papers from (k8s/corpus/corpus.env SOURCE_PREFIX lies under it)."
+  type        = string
+  default     = "corpus/input/"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9._/-]*/$", var.corpus_input_prefix)) && !startswith(var.corpus_input_prefix, "models/")
+    error_message = "corpus_input_prefix must be a key prefix ending in '/', outside models/."
+  }
+}
+
+variable "corpus_output_prefix" {
+  description = "Key prefix in the model bucket that the corpus RayJob may write its answers to (k8s/corpus/corpus.env OUT_PREFIX lies under it)."
+  type        = string
+  default     = "corpus/output/"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9._/-]*/$", var.corpus_output_prefix)) && !startswith(var.corpus_output_prefix, "models/") && !startswith(var.corpus_output_prefix, var.corpus_input_prefix) && !startswith(var.corpus_input_prefix, var.corpus_output_prefix)
+    error_message = "corpus_output_prefix must be a key prefix ending in '/', outside models/ and not overlapping corpus_input_prefix."
   }
 }
 
@@ -370,5 +414,39 @@ variable "kube_prometheus_stack_chart_version" {
   validation {
     condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.kube_prometheus_stack_chart_version))
     error_message = "kube_prometheus_stack_chart_version must be an exact x.y.z version."
+  }
+}
+
+variable "enable_keda" {
+  description = "Install KEDA: it scales the engine Deployment on the vLLM queue (k8s/overlays/prod/engine-scaledobject.yaml needs its keda.sh CRDs)."
+  type        = bool
+  default     = true
+}
+
+variable "keda_chart_version" {
+  description = "Exact version of the keda Helm chart."
+  type        = string
+  default     = "2.18.0"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.keda_chart_version))
+    error_message = "keda_chart_version must be an exact x.y.z version."
+  }
+}
+
+variable "enable_kuberay" {
+  description = "Install the KubeRay operator (the ray.io CRDs and the controller that runs k8s/corpus's RayJob)."
+  type        = bool
+  default     = true
+}
+
+variable "kuberay_operator_chart_version" {
+  description = "Exact version of the kuberay-operator Helm chart (the operator serves the ray.io/v1 RayJob API)."
+  type        = string
+  default     = "1.5.0"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.kuberay_operator_chart_version))
+    error_message = "kuberay_operator_chart_version must be an exact x.y.z version."
   }
 }

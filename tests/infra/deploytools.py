@@ -70,6 +70,17 @@ def pod_spec(obj: dict) -> dict | None:
     return None
 
 
+def ray_pod_templates(rayjob: dict) -> dict[str, dict]:
+    """The pod templates of a KubeRay RayJob by role: "head", "worker:<group>", "submitter"."""
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    templates = {"head": cluster["headGroupSpec"]["template"]}
+    for group in cluster.get("workerGroupSpecs", []):
+        templates[f"worker:{group['groupName']}"] = group["template"]
+    if "submitterPodTemplate" in rayjob["spec"]:
+        templates["submitter"] = rayjob["spec"]["submitterPodTemplate"]
+    return templates
+
+
 def containers(spec: dict) -> list[dict]:
     return list(spec.get("initContainers", [])) + list(spec["containers"])
 

@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.infra.deploytools import K8S, ROOT, kustomize_text
+from tests.infra.deploytools import K8S, ROOT, find, kustomize_text, ray_pod_templates, render
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
@@ -47,10 +48,33 @@ def test_checkov_kubernetes_sources() -> None:
 
 def test_checkov_rendered_overlays(tmp_path: Path) -> None:
     for name, path in (("prod", K8S / "overlays" / "prod"), ("dev", K8S / "overlays" / "dev"),
-                       ("training", K8S / "training")):
+                       ("training", K8S / "training"), ("corpus", K8S / "corpus")):
         (tmp_path / f"{name}.yaml").write_text(kustomize_text(path))
     summary = checkov("--directory", str(tmp_path), "--framework", "kubernetes")
     assert summary["resource_count"] >= 40
+
+
+def test_checkov_ray_pods_of_the_corpus_rayjob(tmp_path: Path) -> None:
+    """checkov skips custom resources, so the RayJob's pod templates (head, GPU workers,
+    submitter) go to it as the run-to-completion pods they are: one batch/v1 Job each, beside
+    the NetworkPolicies of overlays/prod that select them (CKV2_K8S_6)."""
+    rayjob = find(render(K8S / "corpus"), "RayJob", "corpus-classify")
+    jobs = []
+    for role, template in ray_pod_templates(rayjob).items():
+        template = yaml.safe_load(yaml.safe_dump(template))
+        template["spec"].setdefault("restartPolicy", "Never")
+        jobs.append({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"{rayjob['metadata']['name']}-{role.replace(':', '-')}",
+                         "namespace": rayjob["metadata"]["namespace"],
+                         "annotations": rayjob["metadata"].get("annotations", {})},
+            "spec": {"template": template},
+        })
+    policies = [o for o in render(K8S / "overlays" / "prod") if o["kind"] == "NetworkPolicy"]
+    (tmp_path / "ray.yaml").write_text(yaml.safe_dump_all(jobs + policies))
+    summary = checkov("--directory", str(tmp_path), "--framework", "kubernetes")
+    assert summary["resource_count"] >= len(jobs) + len(policies)
+    assert summary["passed"] >= 200
 
 
 def test_checkov_dockerfile() -> None:

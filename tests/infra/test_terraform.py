@@ -38,6 +38,7 @@ REQUIRED_OUTPUTS = {
     "model_bucket_name",
     "engine_role_arn",
     "trainer_role_arn",
+    "corpus_role_arn",
     "ci_role_arn",
     "ecr_repository_urls",
     "api_keys_secret_name",
@@ -64,7 +65,7 @@ def test_example_tfvars_parses_and_sets_declared_variables_only() -> None:
     required = {name for name, body in declared.items() if "default" not in body}
     assert required == {"github_repository"}
     assert required <= set(values)
-    assert values["gpu_instance_types"] == ["g5.xlarge"]
+    assert values["gpu_instance_types"] == ["g5.2xlarge"]
     assert values["github_repository"].count("/") == 1
 
 
@@ -164,12 +165,17 @@ def test_gpu_node_group_scales_from_zero_with_taint_and_label() -> None:
     gpu = groups["gpu"]
     assert gpu["ami_type"] == "AL2023_x86_64_NVIDIA"
     assert gpu["instance_types"] == "${var.gpu_instance_types}"
-    assert variable_defaults()["gpu_instance_types"] == ["g5.xlarge"]
-    assert gpu["min_size"] == 0
-    assert gpu["desired_size"] == "${var.gpu_desired_size}"
+    # g5.2xlarge: the engine and the corpus worker (4 vCPU, 16 GiB) and the trainer (24 GiB)
+    # do not fit a g5.xlarge (tests/infra/test_autoscaling.py).
+    assert variable_defaults()["gpu_instance_types"] == ["g5.2xlarge"]
+    assert gpu["min_size"] == "${var.gpu_min_size}"
+    assert variable_defaults()["gpu_min_size"] == 0
+    assert gpu["desired_size"] == "${max(var.gpu_min_size, var.gpu_desired_size)}"
     assert variable_defaults()["gpu_desired_size"] in (0, 1)
     assert gpu["max_size"] == "${var.gpu_max_size}"
-    assert gpu["labels"] == {"nodegroup": "gpu"}
+    # The accelerator label makes the autoscaler wait for the device plugin on a new node
+    # instead of adding another one meanwhile.
+    assert gpu["labels"] == {"nodegroup": "gpu", "k8s.amazonaws.com/accelerator": "nvidia"}
     assert gpu["taints"] == {"gpu": "${local.gpu_taint}"}
     assert locals_()["gpu_taint"] == {
         "key": "nvidia.com/gpu",
@@ -180,6 +186,9 @@ def test_gpu_node_group_scales_from_zero_with_taint_and_label() -> None:
     # The autoscaler learns an empty group's label and taint from these ASG tags.
     tags = resources("aws_autoscaling_group_tag")["gpu_node_template"]["for_each"]
     assert tags["k8s.io/cluster-autoscaler/node-template/label/nodegroup"] == "gpu"
+    assert tags["k8s.io/cluster-autoscaler/node-template/label/k8s.amazonaws.com/accelerator"] == (
+        "nvidia"
+    )
     assert tags["k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"] == (
         "${local.gpu_taint.value}:NoSchedule"
     )
@@ -214,6 +223,32 @@ def test_helm_releases_are_pinned_and_device_plugin_targets_gpu_nodes() -> None:
     assert plugin["chart"] == "nvidia-device-plugin"
     values = plugin["values"][0]
     assert 'nodegroup = "gpu"' in values and "local.gpu_taint.key" in values
+
+
+def test_keda_and_the_kuberay_operator_are_addons_that_can_be_turned_off() -> None:
+    """KEDA (the engines' ScaledObject) and the KubeRay operator (the corpus RayJob), pinned
+    like every add-on (test above), on the system nodes, watching the application namespace."""
+    releases = resources("helm_release")
+    defaults = variable_defaults()
+    for name, chart, switch in (
+        ("keda", "keda", "enable_keda"),
+        ("kuberay_operator", "kuberay-operator", "enable_kuberay"),
+    ):
+        release = releases[name]
+        assert release["chart"] == chart
+        assert release["count"] == f"${{var.{switch} ? 1 : 0}}"
+        assert defaults[switch] is True
+        assert release["create_namespace"] is True
+        assert release["depends_on"] == ["${module.eks}"]
+        values = release["values"][0]
+        assert 'nodeSelector = {nodegroup = "system"}' in values
+        assert "var.k8s_namespace" in values
+    assert releases["keda"]["repository"] == "https://kedacore.github.io/charts"
+    assert (
+        releases["kuberay_operator"]["repository"] == "https://ray-project.github.io/kuberay-helm/"
+    )
+    assert releases["kuberay_operator"]["namespace"] == "${local.kuberay_namespace}"
+    assert "watchNamespace = [var.k8s_namespace]" in releases["kuberay_operator"]["values"][0]
 
 
 def test_model_bucket_is_private_encrypted_versioned_and_tls_only() -> None:
@@ -288,12 +323,86 @@ def test_irsa_roles_are_least_privilege() -> None:
             assert stmt["resources"] == ["${local.models_prefix_arn}"]
     assert locals_()["models_prefix_arn"] == "${aws_s3_bucket.models.arn}/models/*"
 
+    corpus = {s["sid"]: s for s in _statements("corpus")}
+    assert set(corpus) == {"ReadModels", "ReadInput", "WriteOutput", "ListBucket", "UseKey"}
+
     assume = resources("aws_iam_policy_document", kind="data")["irsa_assume"]
     conditions = {c["variable"]: c for c in assume["statement"][0]["condition"]}
     assert conditions["${module.eks.oidc_provider}:aud"]["values"] == ["sts.amazonaws.com"]
     subjects = locals_()["irsa_subjects"]
     assert subjects["trainer"] == ["${var.k8s_namespace}:${var.trainer_service_account}"]
     assert variable_defaults()["model_reader_service_accounts"] == ["engine", "gateway"]
+
+
+def test_corpus_role_reads_models_and_input_and_writes_only_output() -> None:
+    """The corpus RayJob's role: read model versions and the input prefix, write the output
+    prefix (with the reads and multipart aborts an S3 writer needs), delete nothing, in the
+    existing model bucket, trusted by the service account k8s/corpus runs as."""
+    statements = {s["sid"]: s for s in _statements("corpus")}
+    assert statements["ReadModels"]["actions"] == ["s3:GetObject"]
+    assert statements["ReadModels"]["resources"] == ["${local.models_prefix_arn}"]
+    assert statements["ReadInput"]["actions"] == ["s3:GetObject"]
+    assert statements["ReadInput"]["resources"] == ["${local.corpus_input_prefix_arn}"]
+    assert set(statements["WriteOutput"]["actions"]) == {
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:AbortMultipartUpload",
+    }
+    assert statements["WriteOutput"]["resources"] == ["${local.corpus_output_prefix_arn}"]
+    assert statements["ListBucket"]["actions"] == ["s3:ListBucket"]
+    assert statements["ListBucket"]["resources"] == ["${aws_s3_bucket.models.arn}"]
+    assert set(statements["UseKey"]["actions"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
+    actions = [a for s in statements.values() for a in s["actions"]]
+    assert not any("Delete" in a or a.endswith("*") for a in actions)
+    # Only the output prefix is writable, and the exact "directory marker" keys above it that
+    # pyarrow's create_dir(recursive=True) writes ("corpus/" for "corpus/output/").
+    writable = [s for s in statements.values() if "s3:PutObject" in s["actions"]]
+    assert writable == [statements["WriteOutput"]]
+    (dynamic,) = resources("aws_iam_policy_document", kind="data")["corpus"]["dynamic"]
+    (markers,) = dynamic["statement"]["content"]
+    assert markers == {
+        "sid": "WriteOutputFolderMarkers",
+        "actions": ["s3:PutObject"],
+        "resources": "${statement.value}",
+    }
+    assert locals_()["corpus_output_levels"] == (
+        '${split("/", trimsuffix(var.corpus_output_prefix, "/"))}'
+    )
+    marker_arns = locals_()["corpus_output_marker_arns"]
+    assert "range(1, length(local.corpus_output_levels))" in marker_arns  # the levels above
+    assert marker_arns.endswith('slice(local.corpus_output_levels, 0, i))}/"]}')  # exact keys
+
+    local = locals_()
+    assert local["corpus_input_prefix_arn"] == (
+        "${aws_s3_bucket.models.arn}/${var.corpus_input_prefix}*"
+    )
+    assert local["corpus_output_prefix_arn"] == (
+        "${aws_s3_bucket.models.arn}/${var.corpus_output_prefix}*"
+    )
+    defaults = variable_defaults()
+    assert defaults["corpus_input_prefix"] == "corpus/input/"
+    assert defaults["corpus_output_prefix"] == "corpus/output/"
+    for prefix in (defaults["corpus_input_prefix"], defaults["corpus_output_prefix"]):
+        assert not prefix.startswith("models/")  # never the model versions
+    assert local["irsa_subjects"]["corpus"] == [
+        "${var.k8s_namespace}:${var.corpus_service_account}"
+    ]
+    assert defaults["corpus_service_account"] == "corpus"
+    role = resources("aws_iam_role")["corpus"]
+    assert role["assume_role_policy"] == (
+        '${data.aws_iam_policy_document.irsa_assume["corpus"].json}'
+    )
+    policy = resources("aws_iam_role_policy")["corpus"]
+    assert policy["policy"] == "${data.aws_iam_policy_document.corpus.json}"
+    assert blocks("output")["corpus_role_arn"]["value"] == "${aws_iam_role.corpus.arn}"
+    # The RayJob's Ray pods run as that account.
+    rayjob = find(render(ROOT / "k8s" / "corpus"), "RayJob", "corpus-classify")
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    for template in [
+        cluster["headGroupSpec"]["template"],
+        *(g["template"] for g in cluster["workerGroupSpecs"]),
+    ]:
+        assert template["spec"]["serviceAccountName"] == defaults["corpus_service_account"]
 
 
 def test_ci_role_trusts_only_this_repository_through_github_oidc() -> None:
@@ -361,7 +470,9 @@ def test_prod_overlay_env_keys_are_terraform_output_names() -> None:
     env = read_env_file(PROD / "terraform-outputs.env")
     assert env, "k8s/overlays/prod/terraform-outputs.env is empty"
     assert set(env) <= set(blocks("output")), set(env) - set(blocks("output"))
-    assert {"model_bucket_name", "engine_role_arn", "trainer_role_arn"} <= set(env)
+    assert {"model_bucket_name", "engine_role_arn", "trainer_role_arn", "corpus_role_arn"} <= set(
+        env
+    )
 
 
 def test_prod_overlay_renders_the_terraform_values_where_they_belong() -> None:
@@ -374,6 +485,7 @@ def test_prod_overlay_renders_the_terraform_values_where_they_belong() -> None:
     sa = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
     assert sa["engine"]["metadata"]["annotations"][annotation] == env["engine_role_arn"]
     assert sa["trainer"]["metadata"]["annotations"][annotation] == env["trainer_role_arn"]
+    assert sa["corpus"]["metadata"]["annotations"][annotation] == env["corpus_role_arn"]
     registry = find(objects, "ConfigMap", "model-registry")
     assert registry["data"]["MODEL_BUCKET"] == env["model_bucket_name"]
     if "api_keys_secret_name" in env:
@@ -393,6 +505,8 @@ def test_prod_placeholders_have_the_shape_terraform_gives_the_real_values() -> N
         + interpolate(roles["engine"]["name"]),
         "trainer_role_arn": f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/"
         + interpolate(roles["trainer"]["name"]),
+        "corpus_role_arn": f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/"
+        + interpolate(roles["corpus"]["name"]),
         "api_keys_secret_name": interpolate(
             resources("aws_secretsmanager_secret")["api_keys"]["name"]
         ),
@@ -437,6 +551,7 @@ def test_outputs_to_env_fills_the_overlay_from_terraform_output(tmp_path: Path) 
         "model_bucket_name": f"paper-classifier-models-{account}-{region}",
         "engine_role_arn": f"arn:aws:iam::{account}:role/paper-classifier-prod-engine",
         "trainer_role_arn": f"arn:aws:iam::{account}:role/paper-classifier-prod-trainer",
+        "corpus_role_arn": f"arn:aws:iam::{account}:role/paper-classifier-prod-corpus",
         "ci_role_arn": f"arn:aws:iam::{account}:role/paper-classifier-prod-github-ci",
         "api_keys_secret_name": "paper-classifier/prod/gateway-api-keys",
         "ecr_repository_urls": {
@@ -465,6 +580,7 @@ def test_outputs_to_env_fills_the_overlay_from_terraform_output(tmp_path: Path) 
         timeout=120, check=True,
     ).stdout  # fmt: skip
     assert fake["engine_role_arn"] in rendered
+    assert fake["corpus_role_arn"] in rendered
     assert f"MODEL_BUCKET: {fake['model_bucket_name']}" in rendered
     assert PLACEHOLDER_ACCOUNT + ":role" not in rendered
 
