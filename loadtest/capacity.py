@@ -77,7 +77,7 @@ def ray_path(model_dir: Path, papers: Path, out: Path, batch_size: int) -> dict[
 
 
 def run_capacity(model_dir: Path, data_dir: Path, out_dir: Path, n: int = 2000,
-                 rest_batch: int = 16, rest_concurrency: int = 4, ray_batch: int = 64) -> dict:
+                 rest_batch: int = 16, rest_concurrency: int = 4, ray_batch: int = 256) -> dict:
     """Both paths on the same `n` papers; writes OUT_DIR/latest.json and returns it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     papers = out_dir / "papers.parquet"

@@ -109,7 +109,11 @@ def _classify(papers: pd.DataFrame, store: PartStore, model_dir: Path,
     ray.init(address=settings.address, ignore_reinit_error=True, include_dashboard=False,
              log_to_driver=False)
     try:
-        scored = ray.data.from_pandas(papers).map_batches(
+        # One block per batch: each finished batch streams back and is written at once (one
+        # block of everything would come back only when all of it is done).
+        step = settings.batch_size
+        blocks = [papers.iloc[i : i + step] for i in range(0, len(papers), step)]
+        scored = ray.data.from_pandas(blocks).map_batches(
             PaperScorer, batch_format="pandas", batch_size=settings.batch_size,
             concurrency=settings.num_actors,
             fn_constructor_kwargs={"model_dir": str(model_dir),
