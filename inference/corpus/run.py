@@ -55,6 +55,8 @@ def local_copy(source: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="corpus-input-") as tmp:
         is_dir = remote.get_file_info(path).type == fs.FileType.Directory
         target = Path(tmp) / ("input" if is_dir else Path(path).name)
+        if is_dir:
+            target.mkdir()  # copy_files fills a folder but does not make it
         fs.copy_files(path, str(target), source_filesystem=remote,
                       destination_filesystem=fs.LocalFileSystem())
         yield target

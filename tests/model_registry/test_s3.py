@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import typer
-from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from model_registry import s3 as registry
@@ -28,56 +23,9 @@ from model_registry.s3 import (
 BIG = 9 * 1024 * 1024  # above boto3's 8 MiB multipart threshold
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(autouse=True)
-def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
-    """Fake credentials only: no profile, config file or real endpoint can leak in."""
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    for var in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "MODEL_BUCKET",
-        "MODEL_NAME",
-        "MODEL_VERSION",
-    ):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def s3(s3_endpoint: str):
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"models-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
+def _no_real_aws(fake_aws_env: None) -> None:
+    """Every test here runs with fake credentials only (tests/conftest.py)."""
 
 
 def _write_model(root: Path, seed: bytes = b"a") -> Path:
