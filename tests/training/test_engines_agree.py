@@ -14,10 +14,11 @@ from training.scoring import score_papers
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-# Both engines round the logits to bf16 (a step of 0.125 for logits in [16, 32)); near 0.5 one
-# step in the difference of the two label logits moves P by about 0.031, and the two engines can
-# round each logit the other way: two steps, 0.0625 (seen: 0.0615 on the 3-step smoke model).
-PROB_TOL = 0.07
+# Both engines compute in bf16 (a step of 0.125 for logits in [16, 32)) with different kernels and
+# summation orders, so the difference of the two label logits can move by a few steps: seen two
+# (0.25) and three (0.375, P 0.56 vs 0.65) on smoke models. Compared in logits, where the bound
+# does not depend on where P lies.
+LOGIT_TOL = 0.5
 
 
 def _both(model: Path, papers: list) -> tuple[list, list]:
@@ -31,8 +32,8 @@ def test_engines_agree_on_the_smoke_model(smoke_run: dict, processed_dir: Path) 
     papers = load_papers(processed_dir, "test", 16, seed=1)
     by_vllm, by_hf = _both(smoke_run["run_dir"] / "merged", papers)
     for v, h in zip(by_vllm, by_hf, strict=True):
-        assert abs(v.cancer_probability - h.cancer_probability) <= PROB_TOL
-        if abs(h.cancer_probability - 0.5) > PROB_TOL:  # a tie can round either way
+        assert abs(v.logit - h.logit) <= LOGIT_TOL
+        if abs(h.logit) > LOGIT_TOL:  # a near-tie can round either way
             assert v.label == h.label
 
 
@@ -43,8 +44,7 @@ def test_engines_give_the_same_labels_on_the_trained_model() -> None:
     papers = load_papers(PreprocessSettings().out_dir, "test", 32, seed=1)
     by_vllm, by_hf = _both(ROOT / "models" / "latest", papers)
     assert [s.label for s in by_vllm] == [s.label for s in by_hf]
-    assert max(abs(v.cancer_probability - h.cancer_probability)
-               for v, h in zip(by_vllm, by_hf, strict=True)) <= PROB_TOL
+    assert max(abs(v.logit - h.logit) for v, h in zip(by_vllm, by_hf, strict=True)) <= LOGIT_TOL
 
 
 def test_fast_forward_equals_a_plain_forward(base_model_dir: Path, processed_dir: Path) -> None:
