@@ -37,6 +37,13 @@ def confusion_matrices(panels: dict[str, dict], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _annotate_counts(ax, bins: list[dict]) -> None:
+    """Papers per bin, beside each (confidence, accuracy) point."""
+    for b in bins:
+        ax.annotate(str(b["count"]), (b["confidence"], b["accuracy"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, -9))
+
+
 def reliability_diagram(curves: dict[str, dict], path: Path) -> Path:
     """Accuracy against confidence per bin; the diagonal is perfect calibration."""
     fig = figure((5, 4.5))
@@ -46,9 +53,7 @@ def reliability_diagram(curves: dict[str, dict], path: Path) -> Path:
         bins = m["reliability"]
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
                 label=f"{title} (ECE {m['ece']:.3f})")
-        for b in bins:
-            ax.annotate(str(b["count"]), (b["confidence"], b["accuracy"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, -9))
+        _annotate_counts(ax, bins)
     ax.set_xlim(0.45, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence (probability of the predicted label)")
@@ -69,9 +74,7 @@ def reliability_per_source(per_source: dict[str, dict], path: Path) -> Path:
                width=0.09, alpha=0.6, label="accuracy per bin")
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o",
                 color="black", label="mean confidence")
-        for b in bins:
-            ax.annotate(str(b["count"]), (b["confidence"], b["accuracy"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, -9))
+        _annotate_counts(ax, bins)
         ax.set_xlim(0.45, 1.02)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("confidence")
