@@ -114,6 +114,7 @@ def run(
 
 @app.command()
 def bench(
+    source: Annotated[str | None, _measured("source")] = None,
     papers: Annotated[int | None, _measured("papers")] = None,
     concurrency: Annotated[int | None, _measured("concurrency")] = None,
     rounds: Annotated[int | None, _measured("rounds")] = None,
@@ -142,17 +143,21 @@ def bench(
     Quick smoke: `--papers 16 --concurrency 4`.
     """
     from loadtest.bench.options import DEFAULT_OUT, BenchOptions
+    from loadtest.bench.papers import NoPapersError
     from loadtest.bench.report import print_targets
     from loadtest.bench.runner import run_bench
     from model_contract.layout import resolve_model_dir
 
-    settings = settings_from(B, papers=papers, concurrency=concurrency, rounds=rounds,
-                             only=only, data_dir=data_dir)
+    settings = settings_from(B, source=source, papers=papers, concurrency=concurrency,
+                             rounds=rounds, only=only, data_dir=data_dir)
     opts = BenchOptions(model_dir=resolve_model_dir(model), settings=settings,
                         out_dir=out_dir or DEFAULT_OUT, json_path=json_path)
     # SIGTERM ends the run like Ctrl-C: the engine and gateway it started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    result = run_bench(opts)
+    try:
+        result = run_bench(opts)
+    except NoPapersError as err:
+        raise typer.BadParameter(str(err), param_hint="--source") from None
     typer.echo((opts.out_dir / "bench.md").read_text())
     print_targets(result)
     typer.echo(json.dumps(result["files"]))

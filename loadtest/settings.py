@@ -56,9 +56,12 @@ class BenchSettings(BaseSettings):
     data_dir: Path = Field(
         DEFAULT_OUT_DIR, description="Processed dataset: test papers are timed, validation "
         "papers warm each path up")
+    source: str = Field(
+        "assignment", min_length=1, description="Labelled source whose test papers are timed "
+        "(the assignment's are those the original notebook was measured on), or 'all'")
     papers: int | None = Field(
         None, ge=1, description="Test papers to time, labels interleaved (none: the whole "
-        "test split)")
+        "test split of the source)")
     concurrency: int = Field(16, ge=1, description="Requests in flight on the served paths")
     rounds: int = Field(
         5, ge=1, description="Timed rounds of each served path, interleaved (the median round "

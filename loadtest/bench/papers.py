@@ -11,6 +11,20 @@ from model_contract.prompts import FRAME_FILE, PromptRenderer
 from preprocessing.papers import Paper
 
 
+class NoPapersError(ValueError):
+    """The dataset has no paper of the source asked for."""
+
+
+def of_source(papers: list[Paper], source: str) -> list[Paper]:
+    """The papers of one labelled source ('all': every one). Raises NoPapersError naming the
+    sources there are when none is `source`."""
+    chosen = [p for p in papers if source in ("all", p.source)]
+    if not chosen:
+        known = sorted({p.source for p in papers})
+        raise NoPapersError(f"no papers of source {source!r}; the dataset has {known} (or 'all')")
+    return chosen
+
+
 def pick_papers(papers: list[Paper], n: int | None, seed: int = 0) -> list[Paper]:
     """`n` papers, labels interleaved (the split is stored grouped by label, so its first `n`
     would be one label only); all of them when `n` is None. The same `seed`, the same pick."""

@@ -12,7 +12,7 @@ from loadtest.bench.baseline import baseline_path
 from loadtest.bench.isolation import run_in_child
 from loadtest.bench.offline import offline_path
 from loadtest.bench.options import DESCRIPTIONS, BenchOptions
-from loadtest.bench.papers import pick_papers
+from loadtest.bench.papers import of_source, pick_papers
 from loadtest.bench.report import evaluate_targets, write_outputs
 from loadtest.bench.served import served_paths
 from preprocessing.dataset import read_split
@@ -26,8 +26,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _papers(opts: BenchOptions) -> tuple[list[Paper], list[Paper]]:
     """The timed test papers (labels interleaved) and the validation papers that warm up."""
     s = opts.settings
-    test = pick_papers(read_split(s.data_dir, "test"), s.papers, s.seed)
-    warmup = read_split(s.data_dir, "validation")[: max(s.concurrency, 4)]
+    test = pick_papers(of_source(read_split(s.data_dir, "test"), s.source), s.papers, s.seed)
+    warmup = of_source(read_split(s.data_dir, "validation"), s.source)[: max(s.concurrency, 4)]
     return test, warmup
 
 
@@ -104,8 +104,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     params = flops.parameter_counts(opts.model_dir)
     machine = flops.machine_info()
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    print(f"bench: {len(test)} papers, model {opts.model_dir}, prompt {renderer.template.version}"
-          f", {machine['cpu']} x {machine['usable_cores']} cores", flush=True)
+    print(f"bench: {len(test)} papers of source {opts.settings.source}, model {opts.model_dir}"
+          f", prompt {renderer.template.version}, {machine['cpu']} x {machine['usable_cores']}"
+          " cores", flush=True)
     engine_settings = EngineSettings()
     chosen = engine_precision(engine_settings)
     dtype = chosen.precision.value
@@ -114,7 +115,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     peak = max(p["flops"] for p in peaks)
     print(f"{dtype} matmul peak, highest of {len(peaks)}: {peak / 1e9:.0f} GFLOP/s", flush=True)
     _add_derived(paths, params["non_embedding"], peak, opts.settings.concurrency)
-    run = {"created_at": created, "papers": len(test),
+    run = {"created_at": created, "source": opts.settings.source, "papers": len(test),
            "concurrency": opts.settings.concurrency, "rounds": opts.settings.rounds,
            "model_dir": str(opts.model_dir), "prompt_version": renderer.template.version}
     result = _result(run, paths, served) | {

@@ -20,7 +20,7 @@ REQUIRED = ("ratio_gateway_vs_baseline", "gateway_overhead_throughput",
             "accuracy_gateway", "papers", "machine", "paths", "precision", "peak_precision",
             "peak_flops")
 # The JSON's layout, in order: the README, results/bench and whoever reads latest.json rely on it.
-FIELDS = ["created_at", "papers", "concurrency", "rounds", "model_dir", "prompt_version",
+FIELDS = ["created_at", "source", "papers", "concurrency", "rounds", "model_dir", "prompt_version",
           "ratio_gateway_vs_baseline", "gateway_overhead_throughput", "gateway_overhead_p50_ms",
           "gateway_overhead_p50_ms_at_concurrency", "latency_probe", "mfu_gateway",
           "cold_start_s", "engine_ready_s", "gateway_ready_s", "accuracy_baseline",
@@ -50,7 +50,7 @@ def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) 
     assert list(result) == FIELDS
     assert {name: list(path) for name, path in result["paths"].items()} == PATH_FIELDS
     assert list(result["latency_probe"]) == PROBE_FIELDS
-    assert result["papers"] == 8
+    assert (result["source"], result["papers"]) == ("assignment", 8)
     assert (result["concurrency"], result["rounds"]) == (4, 1)
     for name, path in result["paths"].items():
         assert path["papers"] == 8, name

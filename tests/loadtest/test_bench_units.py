@@ -255,3 +255,12 @@ def test_prefix_cache_reset_retries_while_busy(monkeypatch: pytest.MonkeyPatch, 
     served._post = post
     assert asyncio.run(served.reset_prefix_cache()) is reset
     assert posted == ["http://engine/reset_prefix_cache"] * calls
+
+
+def test_unknown_source_exits_2_naming_the_sources(processed_dir: Path, tmp_path: Path) -> None:
+    done = CliRunner().invoke(app, ["bench", "--source", "pubmed", "--data-dir",
+                                    str(processed_dir), "--out-dir", str(tmp_path)])
+    assert done.exit_code == 2, done.output
+    text = " ".join(done.output.replace("│", " ").split())
+    assert "no papers of source 'pubmed'; the dataset has ['assignment'] (or 'all')" in text
+    assert not (tmp_path / "latest.json").exists()

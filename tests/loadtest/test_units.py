@@ -12,7 +12,7 @@ import pytest
 
 from loadtest import flops
 from loadtest.bench.figures import latency_stats
-from loadtest.bench.papers import label_from_text, pick_papers
+from loadtest.bench.papers import NoPapersError, label_from_text, of_source, pick_papers
 from loadtest.bench.report import evaluate_targets
 from loadtest.checks import BadResponse, check_batch, check_classification
 from loadtest.run import (
@@ -179,6 +179,17 @@ def test_papers_interleave_labels() -> None:
     assert pick_papers(papers, 4) == picked  # deterministic
     everything = pick_papers(papers, None)
     assert sorted(p.id for p in everything) == sorted(p.id for p in papers)
+
+
+def test_bench_times_one_source_or_all() -> None:
+    papers = [Paper("a1", "t", "a", "cancer", source="assignment"),
+              Paper("o1", "t", "a", "cancer", source="ohsumed"),
+              Paper("a2", "t", "a", "non_cancer", source="assignment")]
+    assert [p.id for p in of_source(papers, "assignment")] == ["a1", "a2"]
+    assert [p.id for p in of_source(papers, "all")] == ["a1", "o1", "a2"]
+    with pytest.raises(NoPapersError, match=r"no papers of source 'pubmed'.*\['assignment', "
+                       r"'ohsumed'\]"):
+        of_source(papers, "pubmed")
 
 
 @pytest.mark.parametrize(("text", "label"), [
