@@ -96,7 +96,8 @@ def bench_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Serving benchmark ({result['created_at']})",
         "",
-        f"{result['papers']} papers of the test split, model `{Path(result['model_dir']).name}`"
+        f"{result['papers']} papers of the test split (source {result.get('source', 'all')}), "
+        f"model `{Path(result['model_dir']).name}`"
         f", served prompt `{result['prompt_version']}`; {m['cpu']}, {m['usable_cores']} cores, "
         f"computing in {result['precision']['precision']} ({result['precision']['reason']}); "
         f"{result['peak_precision']} matmul peak {result['peak_flops'] / 1e9:.0f} GFLOP/s "
