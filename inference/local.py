@@ -58,10 +58,17 @@ class ServeState:
 
 
 def free_port(preferred: int) -> int:
+    """The first loopback port from `preferred` (100 tried) that can be bound now: a bind, not
+    a connect, also skips ports held by sockets that do not listen. Another process may still
+    take it before the caller's server binds; that start then fails and says so. Raises
+    RuntimeError when none of the 100 is free."""
     for port in range(preferred, preferred + 100):
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     raise RuntimeError(f"no free port from {preferred}")
 
 

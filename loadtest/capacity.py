@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,11 @@ def ray_path(model_dir: Path, papers: Path, out: Path, batch_size: int) -> dict[
     from inference.corpus.settings import CorpusSettings
     from inference.corpus.store import PartStore
     from inference.engine import EngineSettings
+    from model_contract.layout import load_manifest
 
     settings = CorpusSettings(model_dir=model_dir, batch_size=batch_size)
     result = run_corpus(str(papers), str(out), settings, EngineSettings())
-    table = PartStore(str(out), Path(result.out_dir).name.split("=", 1)[1]).read()
+    table = PartStore(str(out), load_manifest(model_dir).version).read()
     steady = result.steady_papers_per_s
     return {"papers": table.num_rows, "seconds": round(result.seconds, 1),
             "papers_per_s": round(result.classified / result.seconds, 2),
@@ -82,13 +84,12 @@ def run_capacity(model_dir: Path, data_dir: Path, out_dir: Path, n: int = 2000,
     out_dir.mkdir(parents=True, exist_ok=True)
     papers = out_dir / "papers.parquet"
     pq.write_table(corpus_of(data_dir, n), papers)
+    # A rerun starts clean: both paths would skip the papers an older run stored.
     for old in (out_dir / "rest.parquet", out_dir / "ray"):
         if old.is_dir():
-            import shutil
-
             shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
+        else:
+            old.unlink(missing_ok=True)
     rest = rest_path(model_dir, papers, out_dir / "rest.parquet", rest_batch, rest_concurrency)
     ray = ray_path(model_dir, papers, out_dir / "ray", ray_batch)
     differ = sorted(k for k in rest["labels"] if rest["labels"][k] != ray["labels"].get(k))
