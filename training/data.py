@@ -117,12 +117,28 @@ def encode_example(renderer: PromptRenderer, paper: Paper, eos_id: int | None = 
     }
 
 
-def build_dataset(renderer: PromptRenderer, papers: list[Paper], eos_id: int | None = None) -> Any:
-    """A `datasets.Dataset` with input_ids/labels (trl accepts it as already tokenised)."""
+def reread_papers(renderer: PromptRenderer, papers: list[Paper], share: float,
+                  seed: int) -> list[Paper]:
+    """A seeded `share` of the papers whose capped prompt is cut, to be trained on as the
+    second read renders them too; none when the template has no second read."""
+    if share <= 0 or renderer.reread_renderer() is None:
+        return []
+    cut = [p for p in papers if renderer.render(p.title, p.abstract).truncated]
+    return random.Random(seed).sample(cut, round(share * len(cut)))
+
+
+def build_dataset(renderer: PromptRenderer, papers: list[Paper], eos_id: int | None = None,
+                  reread: list[Paper] | None = None) -> Any:
+    """A `datasets.Dataset` with input_ids/labels (trl accepts it as already tokenised) and
+    each example's `length` in tokens (for length-grouped batches): one capped example per
+    paper, then one second-read example per paper of `reread`."""
     from datasets import Dataset
 
     rows = [encode_example(renderer, p, eos_id) for p in papers]
-    return Dataset.from_list(rows)
+    if reread:
+        whole = renderer.reread_renderer()
+        rows += [encode_example(whole, p, eos_id) for p in reread]
+    return Dataset.from_list([r | {"length": len(r["input_ids"])} for r in rows])
 
 
 def token_lengths(renderer: PromptRenderer, papers: list[Paper]) -> dict[str, dict[str, float]]:

@@ -13,7 +13,13 @@ from pathlib import Path
 from hardware.precision import Precision
 from training.answer_loss import answer_only_trainer_class
 from training.backends import BackendName, TrainingModel, choose_backend, load_for_training
-from training.data import build_dataset, count_by_source, training_papers, validation_papers
+from training.data import (
+    build_dataset,
+    count_by_source,
+    reread_papers,
+    training_papers,
+    validation_papers,
+)
 from training.evaluate import ADAPTER_PROMPT_FILE
 from training.prompting import renderer_for
 from training.recipe import Recipe
@@ -34,6 +40,7 @@ class FinetuneResult:
     resumed_from: str | None
     train_examples: int
     eval_examples: int
+    reread_examples: int = 0
 
 
 def last_checkpoint(checkpoints: Path) -> Path | None:
@@ -75,6 +82,7 @@ def sft_config(recipe: Recipe, tm: TrainingModel, checkpoints: Path):
         gradient_checkpointing=False,
         max_length=None,  # prompts are capped by the template; never cut the answer off
         packing=False,
+        train_sampling_strategy=t.sampling,
         prediction_loss_only=True,
         report_to=[],
         dataloader_num_workers=0,
@@ -92,7 +100,7 @@ def _fresh_checkpoints(checkpoints: Path, resume: bool) -> Path | None:
 
 
 def _trainer(tm: TrainingModel, recipe: Recipe, renderer, train_papers: list,
-             eval_papers: list, checkpoints: Path):
+             eval_papers: list, reread: list, checkpoints: Path):
     # After the backend: unsloth patches trl when imported. On GPU trl's fused head already
     # scores only the label positions; elsewhere our answer-only loss does.
     from trl import SFTTrainer
@@ -102,7 +110,7 @@ def _trainer(tm: TrainingModel, recipe: Recipe, renderer, train_papers: list,
     return trainer_class(
         model=tm.model,
         args=sft_config(recipe, tm, checkpoints),
-        train_dataset=build_dataset(renderer, train_papers, eos),
+        train_dataset=build_dataset(renderer, train_papers, eos, reread),
         eval_dataset=build_dataset(renderer, eval_papers, eos),
         processing_class=tm.tokenizer,
     )
@@ -115,14 +123,16 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
     renderer = renderer_for(base, recipe.template)
     train_papers = training_papers(data_dir, recipe)
     eval_papers = validation_papers(data_dir, recipe, recipe.train.max_eval_examples)
+    reread = reread_papers(renderer, train_papers, recipe.data.reread_share, recipe.seed)
+    longest = (renderer.reread_renderer() if reread else renderer).max_prompt_tokens()
     precision = TrainingSettings().choose_precision()
-    tm = load_for_training(chosen, base, recipe, renderer.max_prompt_tokens() + 2, precision)
-    log.info("fine-tuning backend: %s, precision %s; %d train / %d validation papers; "
-             "template %s", tm.backend, precision.describe(), len(train_papers),
-             len(eval_papers), renderer.template.version)
+    tm = load_for_training(chosen, base, recipe, longest + 2, precision)
+    log.info("fine-tuning backend: %s, precision %s; %d train papers (+%d read whole) / %d "
+             "validation papers; template %s", tm.backend, precision.describe(),
+             len(train_papers), len(reread), len(eval_papers), renderer.template.version)
     checkpoints = out_dir / CHECKPOINTS_DIR
     resume_from = _fresh_checkpoints(checkpoints, resume)
-    trainer = _trainer(tm, recipe, renderer, train_papers, eval_papers, checkpoints)
+    trainer = _trainer(tm, recipe, renderer, train_papers, eval_papers, reread, checkpoints)
     if resume_from:
         log.info("resuming from %s", resume_from)
     start = time.perf_counter()
@@ -135,7 +145,7 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
     result = FinetuneResult(out_dir / ADAPTER_DIR, tm.backend, precision.precision.value,
                             trainer.state.global_step, seconds,
                             str(resume_from) if resume_from else None, len(train_papers),
-                            len(eval_papers))
+                            len(eval_papers), len(reread))
     _write_log(out_dir, recipe, result, trainer.state.log_history, train_papers)
     return result
 

@@ -45,6 +45,9 @@ class TrainSpec(_Strict):
     save_steps: int = Field(20, gt=0)
     logging_steps: int = Field(5, gt=0)
     append_eos: bool = Field(False, description="Also train the end-of-turn token after the answer")
+    # group_by_length batches prompts of like length together (transformers' LengthGroupedSampler):
+    # with whole-abstract examples in the mix, a random batch pads every prompt to the longest.
+    sampling: Literal["random", "group_by_length"] = "random"
 
 
 class SourceSampling(_Strict):
@@ -61,6 +64,11 @@ class DataSpec(_Strict):
     # behaviour before sources existed). A named source missing from the dataset is skipped
     # with a warning, so a recipe naming extra sources still runs on the 800 papers alone.
     sources: dict[str, SourceSampling] = Field(default_factory=dict)
+    # Serving reads a cut paper a second time, whole, when the capped read is unsure. A model
+    # trained on capped prompts only has never seen that prompt; this share of the cut train
+    # papers is also trained on as the second read renders it (each costs ~2.7x a capped one).
+    reread_share: float = Field(0.0, ge=0, le=1, description="Share of cut train papers also "
+                                "trained on as the whole-abstract second read")
 
 
 class EvalSpec(_Strict):

@@ -9,7 +9,7 @@ import pytest
 
 from model_contract.layout import load_renderer
 from preprocessing.papers import Paper
-from training.data import IGNORE, balanced_subset, encode_example
+from training.data import IGNORE, balanced_subset, build_dataset, encode_example, reread_papers
 
 PAPER = Paper(id="1", title="Tumour suppressors in mice", label="cancer",
               abstract="We study p53 " * 200)  # long: the abstract cap applies
@@ -96,3 +96,23 @@ def test_an_unknown_sampling_key_fails_loudly() -> None:
         DataSpec.model_validate({"sources": {"a": {"max_papers": 3}}})
     with pytest.raises(ValidationError):
         DataSpec.model_validate({"sources": {"a": {"balance": "even"}}})
+
+
+def test_a_share_of_cut_papers_is_also_trained_as_the_second_read(base_model_dir: Path) -> None:
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
+    long = [Paper(id=f"l{i}", title="Tumours", abstract="We study p53 " * 200, label="cancer")
+            for i in range(10)]
+    short = [Paper(id=f"s{i}", title="Asthma", abstract="Airways.", label="non_cancer")
+             for i in range(10)]
+    chosen = reread_papers(renderer, long + short, 0.3, seed=5)
+    # Only cut papers are read twice by serving, so only they get a second-read example.
+    assert len(chosen) == 3 and {p.id[0] for p in chosen} == {"l"}
+    assert chosen == reread_papers(renderer, long + short, 0.3, seed=5)  # seeded
+    assert reread_papers(renderer, long, 0.0, seed=5) == []
+    rows = build_dataset(renderer, short[:2], reread=chosen).to_list()
+    assert len(rows) == 5 and [r["id"] for r in rows[2:]] == [p.id for p in chosen]
+    whole = renderer.reread_renderer().render(chosen[0].title, chosen[0].abstract).text
+    assert rows[2]["input_ids"][:-1] == renderer.tokenizer.encode(whole).ids
+    assert all(r["length"] == len(r["input_ids"]) for r in rows)
+    # The second-read examples are the longer prompts the whole abstract makes.
+    assert min(r["length"] for r in rows[2:]) > 2 * max(r["length"] for r in rows[:2])

@@ -47,7 +47,9 @@ def test_unknown_template_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(("key", "value"), [("lora.r", 0), ("train.learning_rate", -1.0),
-                                            ("lora.dropout", 1.5), ("train.batch_size", 0)])
+                                            ("lora.dropout", 1.5), ("train.batch_size", 0),
+                                            ("data.reread_share", 1.5),
+                                            ("train.sampling", "by_label")])
 def test_out_of_range_values_are_rejected(key: str, value: float) -> None:
     with pytest.raises(ValidationError):
         load_recipe(None, {key: value})
