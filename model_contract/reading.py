@@ -4,8 +4,8 @@ to the label tokens. Shared by offline evaluation (training) and the gateway (in
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from model_contract.prompts import PromptRenderer
 
@@ -103,3 +103,45 @@ async def read_paper(
         prompt = second.render(title, abstract)
         result = await score(second, prompt.text)
     return result, prompt.truncated, reread
+
+
+#: Scores rendered prompts of one renderer, in order (one engine call for the batch).
+PromptScorer = Callable[[PromptRenderer, list[str]], list[LabelScore]]
+
+
+@dataclass(frozen=True)
+class BatchRead:
+    """One paper's reads in a batch: the capped read, and the whole read where one was asked."""
+
+    capped: LabelScore
+    capped_truncated: bool
+    whole: LabelScore | None = None
+    whole_truncated: bool = False
+
+    @property
+    def deciding(self) -> LabelScore:
+        return self.whole if self.whole is not None else self.capped
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the deciding read's prompt was cut."""
+        return self.whole_truncated if self.whole is not None else self.capped_truncated
+
+
+def read_batch(first: PromptRenderer, papers: Sequence[tuple[str, str]], score: PromptScorer,
+               read_again: Callable[[LabelScore], bool]) -> list[BatchRead]:
+    """`read_paper` over a batch of (title, abstract), in two engine calls: the capped read
+    (`first`) of every paper, then the whole read (`first`'s second-read renderer) of each
+    paper the cap cut for which `read_again(capped score)` holds. One result per paper, in
+    order."""
+    prompts = [first.render(title, abstract) for title, abstract in papers]
+    reads = [BatchRead(s, p.truncated) for s, p in
+             zip(score(first, [p.text for p in prompts]), prompts, strict=True)]
+    whole = first.reread_renderer()
+    again = [i for i, r in enumerate(reads)
+             if whole is not None and r.capped_truncated and read_again(r.capped)]
+    if again:
+        second = [whole.render(*papers[i]) for i in again]
+        for i, s, p in zip(again, score(whole, [p.text for p in second]), second, strict=True):
+            reads[i] = replace(reads[i], whole=s, whole_truncated=p.truncated)
+    return reads

@@ -10,13 +10,18 @@ from pathlib import Path
 
 from model_contract.manifest import read_manifest
 from model_contract.prompts import PromptRenderer
-from model_contract.reading import ReadingRule, calibrated_probability
+from model_contract.reading import (
+    PromptScorer,
+    ReadingRule,
+    calibrated_probability,
+    read_batch,
+)
 from preprocessing.papers import Paper
 from training.calibration import TwoReads, served_logit
 from training.data import load_papers
 from training.metrics import classification_metrics, predicted
 from training.prompting import renderer_for
-from training.scoring import EngineName, Scorer, score_papers
+from training.scoring import EngineName, score_papers
 
 ADAPTER_PROMPT_FILE = "prompt_template.json"  # written beside an adapter by finetune
 
@@ -81,20 +86,15 @@ def headline(result: dict) -> dict:
             "engine": result.get("engine"), "template": result.get("template_version")}
 
 
-def read_twice(score: Scorer, renderer: PromptRenderer, papers: list[Paper],
+def read_twice(score: PromptScorer, renderer: PromptRenderer, papers: list[Paper],
                second: Callable[[float], bool] = lambda _logit: True) -> list[TwoReads]:
-    """Each paper read as serving reads it: the capped prompt, then the whole abstract where
-    the cap cut it and `second(capped logit)` says so (all cut papers by default). Raw logits,
-    no temperature."""
-    cut = [renderer.render(p.title, p.abstract).truncated for p in papers]
-    capped = score(renderer, papers)
-    full = renderer.reread_renderer()
-    again = [i for i, (c, t) in enumerate(zip(capped, cut, strict=True))
-             if full is not None and t and second(c.logit)]
-    whole = dict(zip(again, score(full, [papers[i] for i in again]) if again else [],
-                     strict=True))
-    return [TwoReads(c.logit, t, whole[i].logit if i in whole else None)
-            for i, (c, t) in enumerate(zip(capped, cut, strict=True))]
+    """Each paper read as serving reads it (`read_batch`): the capped prompt, then the whole
+    abstract where the cap cut it and `second(capped logit)` says so (all cut papers by
+    default). Raw logits, no temperature."""
+    reads = read_batch(renderer, [(p.title, p.abstract) for p in papers], score,
+                       lambda capped: second(capped.logit))
+    return [TwoReads(r.capped.logit, r.capped_truncated,
+                     None if r.whole is None else r.whole.logit) for r in reads]
 
 
 def served_evaluation(papers: list[Paper], reads: list[TwoReads], rule: ReadingRule) -> dict:

@@ -12,7 +12,13 @@ import pandas as pd
 from inference.engine import EngineSettings
 from model_contract.layout import load_manifest, load_renderer
 from model_contract.prompts import PromptRenderer
-from model_contract.reading import LabelScore, needs_reread, sampling_params, score_from_logprobs
+from model_contract.reading import (
+    LabelScore,
+    needs_reread,
+    read_batch,
+    sampling_params,
+    score_from_logprobs,
+)
 
 #: Columns the scorer adds to each batch (the rest of RESULT_SCHEMA is the input's).
 SCORE_COLUMNS = ("label", "probability", "cancer_probability", "truncated", "reread",
@@ -31,7 +37,6 @@ class PaperScorer:
         settings = EngineSettings.model_validate_json(engine_settings)
         manifest = load_manifest(model)
         self.renderer = load_renderer(model)
-        self.full = self.renderer.reread_renderer()
         self.rule = manifest.reading_rule(reread_below)
         self.version, self.prompt_version = manifest.version, self.renderer.template.version
         kwargs, env = offline_engine_kwargs(settings, model)
@@ -52,20 +57,13 @@ class PaperScorer:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         titles = [t or " " for t in batch["title"]]  # as bulk sends a title-only record
         abstracts = [a or "" for a in batch["abstract"]]
-        first = [self.renderer.render(t, a) for t, a in zip(titles, abstracts, strict=True)]
-        scores = self._scores(self.renderer, [p.text for p in first])
-        truncated = [p.truncated for p in first]
-        again = [i for i, (s, p) in enumerate(zip(scores, first, strict=True))
-                 if self.full is not None and needs_reread(s, p.truncated, self.rule.reread_below)]
-        if again:
-            second = [self.full.render(titles[i], abstracts[i]) for i in again]
-            for i, score, prompt in zip(again, self._scores(self.full, [p.text for p in second]),
-                                        second, strict=True):
-                scores[i], truncated[i] = score, prompt.truncated
-        reread = set(again)
+        below = self.rule.reread_below
+        reads = read_batch(self.renderer, list(zip(titles, abstracts, strict=True)),
+                           self._scores, lambda score: needs_reread(score, True, below))
+        scores = [r.deciding for r in reads]
         return batch.assign(
             label=[s.label for s in scores], probability=[s.probability for s in scores],
-            cancer_probability=[s.cancer_probability for s in scores], truncated=truncated,
-            reread=[i in reread for i in range(len(scores))],
+            cancer_probability=[s.cancer_probability for s in scores],
+            truncated=[r.truncated for r in reads], reread=[r.whole is not None for r in reads],
             abstract_missing=[not a for a in abstracts], model=self.version,
             prompt_version=self.prompt_version)

@@ -75,3 +75,30 @@ def test_temperature_softens_the_answer_but_never_flips_it() -> None:
     assert sharp.label == soft.label == "cancer"
     assert score_from_logit(-0.0001, 50.0).label == "non_cancer"
     assert score_from_logit(0.0, 50.0).cancer_probability == 0.5
+
+
+def test_a_batch_is_read_in_two_calls_and_only_cut_unsure_papers_twice(
+        base_model_dir: Path) -> None:
+    from model_contract.reading import read_batch, score_from_logit
+
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
+    long, short = "tumour growth " * 400, "Short abstract."
+    papers = [("sure, cut", long), ("unsure, cut", long), ("unsure, whole", short)]
+    first_logits = {"sure, cut": 6.0, "unsure, cut": 0.3, "unsure, whole": -0.2}
+    calls: list[tuple[str, int]] = []
+
+    def score(r: PromptRenderer, prompts: list[str]) -> list[LabelScore]:
+        calls.append((r.template.version, len(prompts)))
+        if r is renderer:
+            return [score_from_logit(first_logits[t]) for t, _ in papers]
+        assert all("unsure, cut" in p for p in prompts)
+        return [score_from_logit(-3.0)]
+
+    reads = read_batch(renderer, papers, score, lambda s: needs_reread(s, True, 0.9))
+    whole_version = renderer.reread_renderer().template.version
+    assert calls == [(renderer.template.version, 3), (whole_version, 1)]
+    assert [r.whole is not None for r in reads] == [False, True, False]
+    assert reads[1].deciding.label == "non_cancer" and reads[1].capped.label == "cancer"
+    assert reads[1].capped_truncated and not reads[1].truncated  # the whole read was not cut
+    assert reads[0].truncated and not reads[2].truncated
+    assert [r.deciding.logit for r in reads] == [6.0, -3.0, -0.2]

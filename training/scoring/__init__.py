@@ -8,12 +8,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from model_contract.prompts import PromptRenderer
-from model_contract.reading import LabelScore
+from model_contract.reading import LabelScore, PromptScorer
 from preprocessing.papers import Paper
 
 log = logging.getLogger(__name__)
@@ -51,21 +51,23 @@ def score_papers(model_dir: Path | str, papers: list[Paper], renderer: PromptRen
     return transformers_scores(model_dir, renderer, papers, adapter, batch_size), chosen
 
 
-Scorer = Callable[[PromptRenderer, list[Paper]], list[LabelScore]]
-
-
 @contextlib.contextmanager
 def scoring_session(model_dir: Path | str, max_prompt_tokens: int, engine: EngineName = "auto",
-                    batch_size: int = 16) -> Iterator[tuple[Scorer, str]]:
-    """A scorer for several (renderer, papers) calls on one model, and the engine it uses:
-    vLLM starts once for all of them (prompts up to `max_prompt_tokens`)."""
+                    batch_size: int = 16) -> Iterator[tuple[PromptScorer, str]]:
+    """A scorer of rendered prompts for several calls on one model (`read_batch` takes it),
+    and the engine it uses: the model loads once for all of them (vLLM: prompts up to
+    `max_prompt_tokens`)."""
     chosen = choose_engine(engine, None)
     if chosen != "vllm":
-        yield (lambda renderer, papers: score_papers(model_dir, papers, renderer, None, chosen,
-                                                     batch_size)[0]), chosen
+        from training.scoring.transformers_forward import load_model, prompt_scores
+
+        model = load_model(model_dir)
+        yield (lambda renderer, prompts: prompt_scores(model, renderer, prompts, batch_size)
+               if prompts else []), chosen
         return
-    from training.scoring.vllm_engine import engine_session, vllm_scores
+    from training.scoring.vllm_engine import engine_session
+    from training.scoring.vllm_engine import prompt_scores as vllm_prompt_scores
 
     with engine_session(model_dir, max_prompt_tokens + 8) as llm:
-        yield (lambda renderer, papers: vllm_scores(model_dir, renderer, papers, llm)
-               if papers else []), chosen
+        yield (lambda renderer, prompts: vllm_prompt_scores(llm, renderer, prompts)
+               if prompts else []), chosen

@@ -51,16 +51,23 @@ def label_logprobs(model, batch_ids: list[list[int]], label_ids: list[int]) -> l
 def transformers_scores(model_dir: Path | str, renderer: PromptRenderer, papers: list[Paper],
                         adapter: Path | None = None, batch_size: int = 16,
                         model=None) -> list[LabelScore]:
+    """The label score of each paper's prompt, on `model` or on one loaded for the call."""
     model = model if model is not None else load_model(model_dir, adapter)
+    prompts = [renderer.render(p.title, p.abstract).text for p in papers]
+    return prompt_scores(model, renderer, prompts, batch_size)
+
+
+def prompt_scores(model, renderer: PromptRenderer, prompts: list[str],
+                  batch_size: int = 16) -> list[LabelScore]:
+    """The label score (no temperature) of each rendered prompt, in batches of `batch_size`."""
     label_ids = list(renderer.label_token_ids.values())
-    encoded = [renderer.tokenizer.encode(renderer.render(p.title, p.abstract).text).ids
-               for p in papers]
+    encoded = [renderer.tokenizer.encode(text).ids for text in prompts]
     # Length-sorted batches pad little; results go back to the input order.
-    order = sorted(range(len(papers)), key=lambda i: len(encoded[i]))
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     scores: dict[int, LabelScore] = {}
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="scoring (transformers)", unit="batch"):
         rows = label_logprobs(model, [encoded[i] for i in batch], label_ids)
         for i, row in zip(batch, rows, strict=True):
             scores[i] = score_from_logprobs(renderer, dict(zip(label_ids, row, strict=True)))
-    return [scores[i] for i in range(len(papers))]
+    return [scores[i] for i in range(len(prompts))]

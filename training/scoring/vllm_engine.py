@@ -99,20 +99,23 @@ def engine_session(model_dir: Path | str, max_model_len: int) -> Iterator:
 
 def vllm_scores(model_dir: Path | str, renderer: PromptRenderer, papers: list[Paper],
                 llm=None) -> list[LabelScore]:
+    """The label score of each paper's prompt, on `llm` or on an engine opened for the call."""
+    prompts = [renderer.render(p.title, p.abstract).text for p in papers]
+    if llm is not None:
+        return prompt_scores(llm, renderer, prompts)
+    with engine_session(model_dir, renderer.max_prompt_tokens() + 8) as own:
+        return prompt_scores(own, renderer, prompts)
+
+
+def prompt_scores(llm, renderer: PromptRenderer, prompts: list[str]) -> list[LabelScore]:
+    """The label score (no temperature) of each rendered prompt on an open engine."""
     from vllm import SamplingParams
 
-    prompts = [renderer.render(p.title, p.abstract).text for p in papers]
     # Set for the engine only: child processes started later (a vLLM server in a test
     # session) must not inherit them.
     with mock.patch.dict(os.environ, engine_env(_on_gpu())):
-        own = llm is None
-        llm = llm if llm is not None else open_engine(model_dir, renderer.max_prompt_tokens() + 8)
-        try:
-            outputs = llm.generate(prompts, SamplingParams(**sampling_params(renderer)),
-                                   use_tqdm=True)
-        finally:
-            if own:
-                close_engine(llm)
+        outputs = llm.generate(prompts, SamplingParams(**sampling_params(renderer)),
+                               use_tqdm=True)
     scores = []
     for out in outputs:
         first = out.outputs[0].logprobs[0]  # the one generated position
