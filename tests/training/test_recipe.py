@@ -71,3 +71,19 @@ def test_default_recipe_trains_on_catalogued_sources() -> None:
     for path in RECIPES_DIR.glob("*.toml"):
         assert set(load_recipe(path).data.sources) <= set(catalogue()), path.name
     assert set(load_recipe().data.sources) == {"assignment", "ohsumed"}
+
+
+@pytest.mark.parametrize("sampling", ["random", "group_by_length"])
+def test_the_trainer_gets_the_recipe_values(tmp_path, sampling: str) -> None:
+    from hardware.precision import Precision, PrecisionChoice
+    from training.backends import TrainingModel
+    from training.finetune import sft_config
+
+    recipe = load_recipe(None, {"train.sampling": sampling})
+    fp32 = PrecisionChoice(Precision.FP32, "cpu", "test CPU", "no native bf16")
+    args = sft_config(recipe, TrainingModel(None, None, "peft", fp32, True), tmp_path)
+    assert args.train_sampling_strategy == sampling
+    assert args.num_train_epochs == recipe.train.epochs
+    assert args.per_device_train_batch_size == recipe.train.batch_size
+    assert args.learning_rate == recipe.train.learning_rate
+    assert not args.bf16 and not args.fp16
