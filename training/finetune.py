@@ -40,7 +40,7 @@ class FinetuneResult:
     resumed_from: str | None
     train_examples: int
     eval_examples: int
-    reread_examples: int = 0
+    reread_examples: int  # whole-abstract second-read examples (data.reread_share)
 
 
 def last_checkpoint(checkpoints: Path) -> Path | None:
