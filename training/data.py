@@ -77,6 +77,17 @@ def sample_sources(papers: list[Paper], spec: DataSpec, seed: int) -> list[Paper
     return chosen
 
 
+def repeated_by_source(papers: list[Paper], spec: DataSpec, seed: int) -> list[Paper]:
+    """`papers` with each paper of a source listed `spec.sources[source].repeat` times, in a
+    seeded order: the examples of one epoch. Unchanged when no source repeats."""
+    times = {name: how.repeat for name, how in spec.sources.items()}
+    if all(n == 1 for n in times.values()):
+        return papers
+    examples = [p for p in papers for _ in range(times.get(p.source, 1))]
+    random.Random(seed).shuffle(examples)
+    return examples
+
+
 def trained_sources(data_dir: Path, recipe: Recipe) -> list[str]:
     """The dataset's sources that the recipe trains on."""
     present = list(dict.fromkeys(p.source for p in read_split(data_dir, "train")))

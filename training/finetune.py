@@ -16,6 +16,7 @@ from training.backends import BackendName, TrainingModel, choose_backend, load_f
 from training.data import (
     build_dataset,
     count_by_source,
+    repeated_by_source,
     reread_papers,
     training_papers,
     validation_papers,
@@ -127,12 +128,14 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
     longest = (renderer.reread_renderer() if reread else renderer).max_prompt_tokens()
     precision = TrainingSettings().choose_precision()
     tm = load_for_training(chosen, base, recipe, longest + 2, precision)
-    log.info("fine-tuning backend: %s, precision %s; %d train papers (+%d read whole) / %d "
-             "validation papers; template %s", tm.backend, precision.describe(),
-             len(train_papers), len(reread), len(eval_papers), renderer.template.version)
+    examples = repeated_by_source(train_papers, recipe.data, recipe.seed)
+    log.info("fine-tuning backend: %s, precision %s; %d train papers (%d examples an epoch, "
+             "+%d read whole) / %d validation papers; template %s", tm.backend,
+             precision.describe(), len(train_papers), len(examples), len(reread),
+             len(eval_papers), renderer.template.version)
     checkpoints = out_dir / CHECKPOINTS_DIR
     resume_from = _fresh_checkpoints(checkpoints, resume)
-    trainer = _trainer(tm, recipe, renderer, train_papers, eval_papers, reread, checkpoints)
+    trainer = _trainer(tm, recipe, renderer, examples, eval_papers, reread, checkpoints)
     if resume_from:
         log.info("resuming from %s", resume_from)
     start = time.perf_counter()

@@ -57,6 +57,9 @@ class SourceSampling(_Strict):
     balance: Literal["balanced", "natural"] = Field(
         "balanced", description="balanced: as even across labels as the source allows; "
         "natural: the source's own label shares (a stratified sample)")
+    # Weighting a source without paying for more steps: with train.epochs = 1, repeat = 2
+    # shows these papers twice while another source's papers are each seen once.
+    repeat: int = Field(1, gt=0, description="Times each sampled paper is trained on per epoch")
 
 
 class DataSpec(_Strict):

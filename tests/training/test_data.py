@@ -87,6 +87,25 @@ def test_sources_are_sampled_as_the_recipe_says(caplog) -> None:
     assert {p.source for p in chosen[:10]} == {"a", "b"}
 
 
+def test_a_repeated_source_is_seen_that_many_times_an_epoch() -> None:
+    from collections import Counter
+
+    from training.data import count_by_source, repeated_by_source, sample_sources
+    from training.recipe import DataSpec
+
+    papers = _sourced("a", 5, 5) + _sourced("b", 20, 20)
+    spec = DataSpec.model_validate({"sources": {"a": {"repeat": 3}, "b": {"max_train": 10}}})
+    chosen = sample_sources(papers, spec, seed=1)
+    examples = repeated_by_source(chosen, spec, seed=1)
+    assert count_by_source(examples) == {"a": {"cancer": 15, "non_cancer": 15},
+                                         "b": {"cancer": 5, "non_cancer": 5}}
+    assert set(Counter(p.id for p in examples if p.source == "a").values()) == {3}
+    assert examples != sorted(examples, key=lambda p: p.source)  # mixed, not one block
+    assert repeated_by_source(chosen, spec, seed=1) == examples  # seeded
+    plain = DataSpec.model_validate({"sources": {"a": {}, "b": {}}})
+    assert repeated_by_source(chosen, plain, seed=1) == chosen
+
+
 def test_an_unknown_sampling_key_fails_loudly() -> None:
     from pydantic import ValidationError
 
