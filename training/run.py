@@ -74,7 +74,7 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
         _baselines(run_dir, train, test, recipe.seed)
         lengths = token_lengths(renderer_for(base, recipe.template), train)
     with clock.stage("evaluate before"):
-        before = _evaluate_before(run_dir, base, test, recipe, engine)
+        before = _evaluate_before(run_dir, base, test, recipe, engine, models_dir / "cache")
     with clock.stage("fine-tune"):
         tuned = finetune(recipe, base, data_dir, run_dir, backend=backend)
     merged = run_dir / "merged"
@@ -111,14 +111,23 @@ def _baselines(run_dir: Path, train: list, test: list, seed: int) -> None:
 
 
 def _evaluate_before(run_dir: Path, base: Path, test: list, recipe: Recipe,
-                     engine: str) -> dict:
-    """The untuned base model's capped read of the test papers, per source too."""
+                     engine: str, cache_dir: Path) -> dict:
+    """The untuned base model's capped read of the test papers, per source too; reused from
+    `cache_dir` when the same base model, template, papers, precision and engine were read."""
+    from model_contract.prompts import TEMPLATES
+    from training.eval_cache import cached_reading, reading_key
     from training.evaluate import by_source, evaluate_papers
+    from training.settings import TrainingSettings
 
-    before = evaluate_papers(base, test, template=recipe.template, engine=engine,
-                             batch_size=recipe.eval.batch_size)
-    before = {"split": "test", **before,
-              "per_source": by_source(test, [p["p_cancer"] for p in before["predictions"]])}
+    def read() -> dict:
+        before = evaluate_papers(base, test, template=recipe.template, engine=engine,
+                                 batch_size=recipe.eval.batch_size)
+        return {"split": "test", **before,
+                "per_source": by_source(test, [p["p_cancer"] for p in before["predictions"]])}
+
+    precision = TrainingSettings().choose_precision().precision.value
+    key = reading_key(base, TEMPLATES[recipe.template], test, precision, engine)
+    before = cached_reading(cache_dir / "eval_before", key, read)
     _dump(run_dir / "eval_before.json", before)
     return before
 
