@@ -1,4 +1,4 @@
-"""python -m training: base model, fine-tune, evaluate, merge, report, publish.
+"""python -m training: base model, fine-tune, evaluate, merge, calibrate, report, publish.
 
 Reads the processed dataset of `python -m preprocessing`; writes under the models folder
 (models/runs/<run>/ and the models/latest link). Machine-dependent options also come from
@@ -218,6 +218,39 @@ def report(
     from training.report import write_report
 
     typer.echo(write_report(run_dir))
+
+
+@app.command()
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(
+        help="A finished run directory (MODELS_DIR/runs/<run>) with merged/, run.json and "
+        "eval_before.json")],
+    recipe_path: RecipeOpt = None,
+    overrides: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    engine: EngineOpt = None,
+) -> None:
+    """Fit the run's calibration again (the temperature and the second-read threshold, on the
+    validation papers of every source) and re-evaluate its test split under it, without
+    training: after changing the read-twice budget (--set eval.max_reread_share=0.3) or for a
+    model calibrated by an older rule. Rewrites RUN_DIR/{calibration,eval_after,run}.json, the
+    merged model's manifest and the report; prints the threshold, the temperature and the
+    served accuracy and read-twice share per source."""
+    import json
+
+    from training.run import recalibrate
+
+    settings = settings_from(T, scoring_engine=engine)
+    try:
+        run = recalibrate(run_dir, _recipe(recipe_path, overrides), _data_dir(data_dir),
+                          settings.scoring_engine)
+    except FileNotFoundError as err:
+        raise typer.BadParameter(str(err), param_hint="RUN_DIR") from None
+    after = json.loads((run_dir / "eval_after.json").read_text())
+    typer.echo(json.dumps({"rule": after["rule"], "accuracy": run["after"]["accuracy"],
+                           "per_source": {s: {"accuracy": v["served"]["accuracy"],
+                                              "reread_share": v["reread_share"]}
+                                          for s, v in after["per_source"].items()}}))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model_contract.prompts import TEMPLATES
+from training.calibration import DEFAULT_MAX_REREAD_SHARE
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = RECIPES_DIR / "smollm2-135m.toml"
@@ -77,6 +78,10 @@ class DataSpec(_Strict):
 class EvalSpec(_Strict):
     batch_size: int = Field(16, gt=0)
     max_examples: int | None = Field(None, gt=0, description="Balanced subset of the split")
+    max_reread_share: float = Field(
+        DEFAULT_MAX_REREAD_SHARE, gt=0, le=1,
+        description="Share of validation papers the second-read threshold may read twice: a "
+        "second read costs about 2.7 capped reads, so this is the serving budget")
 
 
 class Recipe(_Strict):

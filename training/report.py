@@ -137,14 +137,24 @@ def _source_sections(run_dir: Path, before: dict, after: dict) -> list[str]:
                 f"Temperature {calibration['temperature']} on {calibration['reads']} reads of "
                 f"{sum(calibration['fitted_on'].values())} papers {calibration['fitted_on']}: "
                 f"NLL {nll['before']:.4f} -> {nll['after']:.4f}. Second-read threshold "
-                f"{calibration['reread_below']}: the lowest with the best validation accuracy.",
+                f"{calibration['reread_below']}: {_threshold_rule(calibration)}.",
                 _threshold_table(calibration["thresholds"])]
     return out
 
 
+def _threshold_rule(calibration: dict) -> str:
+    if "max_reread_share" not in calibration:  # runs before the read-twice budget
+        return "the lowest with the best validation accuracy"
+    return (f"the highest that reads at most {calibration['max_reread_share']:.0%} of validation "
+            "papers twice and where the second read does not break significantly more papers "
+            "than it fixes")
+
+
 def _threshold_table(rows: list[dict]) -> str:
-    lines = ["| read again below | validation accuracy | read twice |", "|---:|---:|---:|"]
-    lines += [f"| {r['below']} | {r['accuracy']:.4f} | {r['reread_share']:.1%} |" for r in rows]
+    lines = ["| read again below | validation accuracy | read twice | fixed | broken |",
+             "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['below']} | {r['accuracy']:.4f} | {r['reread_share']:.1%} "
+              f"| {r.get('fixed', '')} | {r.get('broken', '')} |" for r in rows]
     return "\n".join(lines)
 
 

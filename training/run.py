@@ -150,8 +150,8 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
     renderer = renderer_for(merged)
     longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
     with scoring_session(merged, longest, engine, recipe.eval.batch_size) as (score, used):
-        calibration, record = fit_calibration(validation,
-                                              read_twice(score, renderer, validation))
+        calibration, record = fit_calibration(validation, read_twice(score, renderer, validation),
+                                              recipe.eval.max_reread_share)
         manifest = set_calibration(merged, calibration)
         rule = manifest.reading_rule()
         test_reads = read_twice(score, renderer, test, lambda logit: needs_reread(
@@ -163,6 +163,30 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
              **served_evaluation(test, test_reads, rule)}
     _dump(run_dir / "eval_after.json", after)
     return after
+
+
+def recalibrate(run_dir: Path, recipe: Recipe, data_dir: Path, engine: str = "auto") -> dict:
+    """Fit a finished run's calibration again and re-evaluate its test split under it (a
+    changed `eval.max_reread_share`, or a model trained before the rule changed), without
+    training. Rewrites calibration.json, eval_after.json and run.json in `run_dir`, the merged
+    model's manifest (calibration and metrics) and the report; returns run.json's content.
+
+    Raises FileNotFoundError when `run_dir` lacks merged/, run.json or eval_before.json."""
+    from training.merge import update_metrics
+    from training.report import write_report
+
+    merged = run_dir / "merged"
+    if not (merged / "manifest.json").is_file():
+        raise FileNotFoundError(f"{merged / 'manifest.json'}: not a finished run directory")
+    test = load_papers(data_dir, "test", recipe.eval.max_examples, recipe.seed)
+    after = calibrate_and_evaluate(run_dir, merged, data_dir, test, recipe, engine)
+    summary = _summary(_load(run_dir / "eval_before.json"), after,
+                       _load(run_dir / "baselines.json"))
+    update_metrics(merged, summary)
+    run = {**_load(run_dir / "run.json"), **summary}
+    _dump(run_dir / "run.json", run)
+    write_report(run_dir)
+    return run
 
 
 def _summary(before: dict, after: dict, baselines: dict) -> dict:

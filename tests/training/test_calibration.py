@@ -15,6 +15,7 @@ from training.calibration import (
     fit_calibration,
     fit_temperature,
     nll,
+    second_read_harms,
     served_logit,
     threshold_table,
 )
@@ -60,16 +61,39 @@ def test_a_second_read_answers_only_cut_unsure_papers() -> None:
     assert served_logit(sure_cut, 2.0, 0.99) == (-4.0, True)
 
 
-def test_the_threshold_is_the_lowest_with_the_best_accuracy() -> None:
+def test_the_threshold_table_counts_papers_fixed_and_broken() -> None:
     # Paper 0: capped read wrong and unsure (p 0.62), whole read right. Paper 1: capped read
     # right but unsure (p 0.73), whole read wrong. Paper 2: sure and right.
     reads = [TwoReads(0.5, True, -3.0), TwoReads(1.0, True, -3.0), TwoReads(5.0, True, 5.0)]
     labels = [False, True, True]
     table = threshold_table(reads, labels, 1.0, grid=(0.5, 0.7, 0.8, 0.99))
-    assert [(r["below"], round(r["accuracy"], 3), round(r["reread_share"], 3)) for r in table] \
-        == [(0.5, 0.667, 0.0), (0.7, 1.0, 0.333), (0.8, 0.667, 0.667), (0.99, 0.667, 0.667)]
-    assert choose_reread_below(table) == 0.7
-    assert choose_reread_below(table, tolerance=0.5) == 0.5
+    assert [(r["below"], round(r["accuracy"], 3), round(r["reread_share"], 3), r["fixed"],
+             r["broken"]) for r in table] == [(0.5, 0.667, 0.0, 0, 0), (0.7, 1.0, 0.333, 1, 0),
+                                              (0.8, 0.667, 0.667, 1, 1),
+                                              (0.99, 0.667, 0.667, 1, 1)]
+
+
+def _row(below: float, share: float, fixed: int = 0, broken: int = 0) -> dict:
+    return {"below": below, "accuracy": 0.9, "reread_share": share, "fixed": fixed,
+            "broken": broken}
+
+
+def test_the_threshold_is_the_highest_within_the_read_twice_budget() -> None:
+    table = [_row(0.5, 0.0), _row(0.7, 0.05, 2, 1), _row(0.85, 0.15, 3, 3),
+             _row(0.9, 0.25, 3, 2), _row(0.99, 0.8, 4, 1)]
+    assert choose_reread_below(table, 0.2) == 0.85  # one paper less right is not evidence
+    assert choose_reread_below(table, 0.3) == 0.9
+    assert choose_reread_below(table, 1.0) == 0.99
+    assert choose_reread_below(table, 0.01) == 0.5  # no second read at all
+
+
+def test_a_threshold_whose_second_read_harms_is_not_chosen() -> None:
+    harmful = _row(0.85, 0.15, fixed=0, broken=6)  # sign test: p = 1/64
+    assert second_read_harms(harmful)
+    assert not second_read_harms(_row(0.85, 0.15, fixed=1, broken=4))  # p = 0.19
+    assert not second_read_harms(_row(0.5, 0.0))
+    table = [_row(0.5, 0.0), _row(0.7, 0.05, 1, 1), harmful]
+    assert choose_reread_below(table, 0.2) == 0.7
 
 
 def test_fit_calibration_records_what_it_did() -> None:
@@ -83,4 +107,7 @@ def test_fit_calibration_records_what_it_did() -> None:
     assert calibration.fitted_on == {"s0": 200, "s1": 200}
     assert record["reads"] == 400 + sum(r.full is not None for r in reads)
     assert record["nll"]["after"] < record["nll"]["before"]
-    assert calibration.reread_below == choose_reread_below(record["thresholds"])
+    assert record["max_reread_share"] == 0.2
+    assert calibration.reread_below == choose_reread_below(record["thresholds"], 0.2)
+    chosen = next(r for r in record["thresholds"] if r["below"] == calibration.reread_below)
+    assert chosen["reread_share"] <= 0.2

@@ -122,3 +122,30 @@ def test_latest_points_at_the_merged_model(smoke_run: dict) -> None:
 
 def test_cpu_run_did_not_import_unsloth(smoke_run: dict) -> None:
     assert not [m for m in sys.modules if m.startswith("unsloth")]
+
+
+def test_calibrate_refits_a_finished_run_without_training(smoke_run: dict, smoke_recipe,
+                                                          processed_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """`python -m training calibrate` on a copy of the run: a read-twice budget that forbids
+    every second read gives threshold 0.5 in calibration.json, the manifest, eval_after.json
+    and the report, and no test paper is read twice."""
+    import shutil
+
+    from training.run import recalibrate
+
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_run["run_dir"], run_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    recipe = smoke_recipe.with_overrides({"eval.max_reread_share": 1e-6})
+    run = recalibrate(run_dir, recipe, processed_dir)
+    fit = json.loads((run_dir / "calibration.json").read_text())
+    assert fit["max_reread_share"] == 1e-6 and fit["reread_below"] == 0.5
+    manifest = json.loads((run_dir / "merged" / "manifest.json").read_text())
+    assert manifest["calibration"]["reread_below"] == 0.5
+    after = json.loads((run_dir / "eval_after.json").read_text())
+    assert after["rule"]["reread_below"] == 0.5
+    assert not any(p["reread"] for p in after["predictions"]) and after["reread_share"] == 0
+    assert run["after"]["accuracy"] == after["metrics"]["accuracy"]
+    assert run["stage_seconds"] == smoke_run["stage_seconds"]  # the training record is kept
+    assert "Second-read threshold 0.5: the highest that reads at most 0% " in \
+        (run_dir / "report.md").read_text()
