@@ -171,13 +171,17 @@ def recalibrate(run_dir: Path, recipe: Recipe, data_dir: Path, engine: str = "au
     training. Rewrites calibration.json, eval_after.json and run.json in `run_dir`, the merged
     model's manifest (calibration and metrics) and the report; returns run.json's content.
 
-    Raises FileNotFoundError when `run_dir` lacks merged/, run.json or eval_before.json."""
+    Raises FileNotFoundError, before changing anything, when `run_dir` lacks a file a finished
+    run leaves (merged/manifest.json, run.json, eval_before.json, baselines.json)."""
     from training.merge import update_metrics
     from training.report import write_report
 
     merged = run_dir / "merged"
-    if not (merged / "manifest.json").is_file():
-        raise FileNotFoundError(f"{merged / 'manifest.json'}: not a finished run directory")
+    needed = [merged / "manifest.json", *(run_dir / f"{name}.json"
+                                          for name in ("run", "eval_before", "baselines"))]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"not a finished run directory: missing {', '.join(missing)}")
     test = load_papers(data_dir, "test", recipe.eval.max_examples, recipe.seed)
     after = calibrate_and_evaluate(run_dir, merged, data_dir, test, recipe, engine)
     summary = _summary(_load(run_dir / "eval_before.json"), after,

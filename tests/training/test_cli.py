@@ -109,3 +109,22 @@ def test_every_command_explains_itself() -> None:
         result = CliRunner().invoke(app, [command, "--help"], env=WIDE)
         assert result.exit_code == 0, (command, result.output)
         assert "Show this message" in result.output
+
+
+def test_calibrate_refuses_an_unfinished_run_before_changing_anything(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "merged").mkdir(parents=True)
+    (run_dir / "merged" / "manifest.json").write_text("{}")
+    (run_dir / "run.json").write_text("{}")
+    result = CliRunner().invoke(app, ["calibrate", str(run_dir)], env=WIDE)
+    assert result.exit_code == 2
+    assert "not a finished run directory" in result.output
+    assert "eval_before.json" in result.output and "baselines.json" in result.output
+    assert sorted(p.name for p in run_dir.rglob("*")) == ["manifest.json", "merged", "run.json"]
+
+
+def test_calibrate_rejects_a_read_twice_budget_outside_0_1(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["calibrate", str(tmp_path), "--set",
+                                      "eval.max_reread_share=2"], env=WIDE)
+    assert result.exit_code == 2
+    assert "max_reread_share" in result.output and "less than or equal to 1" in result.output
