@@ -223,8 +223,8 @@ def report(
 @app.command()
 def calibrate(
     run_dir: Annotated[Path, typer.Argument(
-        help="A finished run directory (MODELS_DIR/runs/<run>) with merged/, run.json and "
-        "eval_before.json")],
+        help="A finished run directory (MODELS_DIR/runs/<run>) with merged/manifest.json, "
+        "run.json, eval_before.json and baselines.json")],
     recipe_path: RecipeOpt = None,
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
