@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest import flops
 from loadtest.bench.report import bench_markdown, evaluate_targets, verdict_lines
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -55,7 +56,13 @@ def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) 
     for name, path in result["paths"].items():
         assert path["papers"] == 8, name
         assert 0 <= path["accuracy"] <= 1, name
-        assert path["papers_per_s"] > 0 and 0 < path["mfu"] < 1.5, name
+        # MFU is FLOPs done over the matmul rate torch reached in the same run; no upper bound,
+        # since a busy or pinned machine can depress that reference below what vLLM's own
+        # kernels reach (seen: 1.66 on one core in fp32).
+        assert path["papers_per_s"] > 0 and path["mfu"] > 0, name
+        assert path["mfu"] == pytest.approx(flops.mfu(
+            result["parameters"]["non_embedding"], path["prompt_tokens_mean"],
+            path["papers_per_s"], result["peak_flops"])), name
         assert path["errors"] == 0, name
     paths = result["paths"]
     assert result["accuracy_baseline"] == paths["baseline"]["accuracy"]
@@ -64,7 +71,7 @@ def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) 
         paths["gateway"]["papers_per_s"] / paths["baseline"]["papers_per_s"])
     assert paths["baseline"]["ratio_to_baseline"] == 1.0
     assert result["mfu_gateway"] == paths["gateway"]["mfu"]
-    assert 0 < result["mfu_gateway"] < 1.5
+    assert result["peak_flops"] == max(p["flops"] for p in result["peak_measurements"])
     assert result["engine_ready_s"] < result["gateway_ready_s"] < result["cold_start_s"] < 600
     assert result["gateway_overhead_throughput"] == pytest.approx(
         1 - paths["gateway"]["papers_per_s"] / paths["server"]["papers_per_s"])
