@@ -73,10 +73,10 @@ def threshold_table(papers: Sequence[TwoReads], is_cancer: Sequence[bool], tempe
                     grid: Sequence[float] = REREAD_GRID) -> list[dict]:
     """Per threshold of `grid`: accuracy, share of second reads, and the papers the second read
     fixed (capped read wrong, served right) and broke (capped right, served wrong)."""
+    capped_right = [(p.capped >= 0) == y for p, y in zip(papers, is_cancer, strict=True)]
     rows = []
     for below in grid:
         served = [served_logit(p, temperature, below) for p in papers]
-        capped_right = [(p.capped >= 0) == y for p, y in zip(papers, is_cancer, strict=True)]
         served_right = [(z >= 0) == y for (z, _), y in zip(served, is_cancer, strict=True)]
         pairs = list(zip(capped_right, served_right, strict=True))
         rows.append({"below": below, "accuracy": sum(served_right) / len(papers),

@@ -57,7 +57,7 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
     from training.base_model import resolve_base_model
     from training.data import token_lengths, training_papers
     from training.finetune import finetune
-    from training.merge import build_manifest, merge_adapter, update_metrics
+    from training.merge import build_manifest, merge_adapter
     from training.prompting import renderer_for
     from training.report import write_report
 
@@ -83,8 +83,7 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
         write_manifest(merged, build_manifest(recipe, data_dir, version=run_name))
     with clock.stage("calibrate and evaluate after"):
         after = calibrate_and_evaluate(run_dir, merged, data_dir, test, recipe, engine)
-    summary = _summary(before, after, _load(run_dir / "baselines.json"))
-    update_metrics(merged, summary)
+    summary = _store_metrics(run_dir, merged, before, after)
     total = round(time.perf_counter() - start, 1)
     run = {"run_name": run_name, "base_model": base_model, "backend": tuned.backend,
            "precision": tuned.precision, "token_lengths": lengths,
@@ -173,7 +172,6 @@ def recalibrate(run_dir: Path, recipe: Recipe, data_dir: Path, engine: str = "au
 
     Raises FileNotFoundError, before changing anything, when `run_dir` lacks a file a finished
     run leaves (merged/manifest.json, run.json, eval_before.json, baselines.json)."""
-    from training.merge import update_metrics
     from training.report import write_report
 
     merged = run_dir / "merged"
@@ -184,13 +182,21 @@ def recalibrate(run_dir: Path, recipe: Recipe, data_dir: Path, engine: str = "au
         raise FileNotFoundError(f"not a finished run directory: missing {', '.join(missing)}")
     test = load_papers(data_dir, "test", recipe.eval.max_examples, recipe.seed)
     after = calibrate_and_evaluate(run_dir, merged, data_dir, test, recipe, engine)
-    summary = _summary(_load(run_dir / "eval_before.json"), after,
-                       _load(run_dir / "baselines.json"))
-    update_metrics(merged, summary)
+    summary = _store_metrics(run_dir, merged, _load(run_dir / "eval_before.json"), after)
     run = {**_load(run_dir / "run.json"), **summary}
     _dump(run_dir / "run.json", run)
     write_report(run_dir)
     return run
+
+
+def _store_metrics(run_dir: Path, merged: Path, before: dict, after: dict) -> dict:
+    """The headline metrics of the base, the served and capped reads and the baselines, also
+    written into the merged model's manifest."""
+    from training.merge import update_metrics
+
+    summary = _summary(before, after, _load(run_dir / "baselines.json"))
+    update_metrics(merged, summary)
+    return summary
 
 
 def _summary(before: dict, after: dict, baselines: dict) -> dict:
