@@ -79,7 +79,8 @@ def test_calibration_is_fitted_stored_and_applied(smoke_run: dict) -> None:
 
 
 def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -> None:
-    """The merged weights give the logits of base + adapter (bf16 rounding apart)."""
+    """The merged weights give the log-probabilities of base + adapter (bf16 rounding apart),
+    from their own LM head centred on the label tokens (label logits near 0, not near 40)."""
     import torch
 
     from training.scoring.transformers_forward import load_model
@@ -93,10 +94,15 @@ def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -
     with torch.inference_mode():
         a = unmerged(input_ids=ids, logits_to_keep=1).logits[0, -1]
         b = merged(input_ids=ids, logits_to_keep=1).logits[0, -1]
-    assert torch.allclose(a, b, atol=0.15), float((a - b).abs().max())
+    la, lb = torch.log_softmax(a, -1), torch.log_softmax(b, -1)
+    assert torch.allclose(la, lb, atol=0.15), float((la - lb).abs().max())
     label_ids = list(renderer.label_token_ids.values())
     pa, pb = (torch.softmax(x[label_ids], -1) for x in (a, b))
     assert torch.allclose(pa, pb, atol=0.02)
+    assert a[label_ids].abs().min() > 10 and b[label_ids].abs().max() < 10
+    assert abs(float(b[label_ids].sum())) < 0.05  # centred on the label rows' mean
+    config = json.loads((smoke_run["run_dir"] / "merged" / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False
 
 
 def test_report_and_figures_are_written(smoke_run: dict) -> None:
