@@ -5,6 +5,8 @@ the same loss (the mean over label tokens of the causal-LM cross-entropy) at a f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 IGNORE = -100
@@ -18,8 +20,9 @@ def answer_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> tup
     targets = inputs["labels"][:, 1:]
     rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
     keep = torch.unique(cols)  # sorted; the LM head runs at these positions only
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                logits_to_keep=keep, use_cache=False)
+    with fp32_head(model):
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                    logits_to_keep=keep, use_cache=False)
     logits = out.logits[rows, torch.searchsorted(keep, cols)].float()
     gold = targets[rows, cols]
     total = F.cross_entropy(logits, gold, reduction="sum")
@@ -27,6 +30,28 @@ def answer_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> tup
     denominator = num_items_in_batch if num_items_in_batch is not None else len(gold)
     top1 = (logits.argmax(-1) == gold).float().mean()
     return total / max(denominator, 1), top1
+
+
+@contextmanager
+def fp32_head(model: Any) -> Iterator[None]:
+    """Within the block, the model's LM head returns fp32 logits whatever autocast says. Under
+    bf16 autocast SmolLM2's answer logits (near 40) come out on bf16's 0.25 grid, so the loss
+    and its gradient would see the label logit only to +-0.125; in fp32 the head costs little,
+    since it runs at the answer positions only (`logits_to_keep`)."""
+    import torch
+    import torch.nn.functional as F
+
+    def recompute(module: Any, args: tuple, output: Any) -> Any:
+        if output.dtype == torch.float32:
+            return output
+        with torch.autocast(device_type=args[0].device.type, enabled=False):
+            return F.linear(args[0].float(), module.weight.float())
+
+    handle = model.get_output_embeddings().register_forward_hook(recompute)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def answer_only_trainer_class() -> type:

@@ -42,3 +42,27 @@ def test_answer_loss_equals_the_causal_lm_loss(base_model_dir: Path, eos: int | 
         summed, _ = answer_loss(model, batch, num_items_in_batch=8)
     n_labels = int((batch["labels"] != IGNORE).sum())
     assert float(summed) == pytest.approx(float(reference) * n_labels / 8, rel=1e-4)
+
+
+def test_answer_logits_are_fp32_under_bf16_autocast(base_model_dir: Path) -> None:
+    """Under bf16 autocast the LM head inside `fp32_head` returns fp32 logits; without it the
+    logits (near 40) are bf16, on a grid of 0.25."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from training.answer_loss import fp32_head
+
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32).eval()
+    ids = _batch(base_model_dir, None)["input_ids"]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with fp32_head(model):
+            fine = model(input_ids=ids, logits_to_keep=1).logits[:, -1]
+        coarse = model(input_ids=ids, logits_to_keep=1).logits[:, -1]
+    assert coarse.dtype == torch.bfloat16 and fine.dtype == torch.float32
+    top = coarse.float().abs() >= 8  # bf16 steps by 1/16 from 8, by 0.25 from 32 (labels)
+    assert top.sum() > 100
+    grid = coarse.float()[top] * 16
+    assert torch.equal(grid, grid.round())
+    assert (fine[top] * 16 - (fine[top] * 16).round()).abs().max() > 0.1
+    assert torch.allclose(fine[top], coarse.float()[top], atol=0.13)  # rounding, nothing more
+    assert model.get_output_embeddings()._forward_hooks == {}  # the hook is removed
