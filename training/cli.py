@@ -195,14 +195,12 @@ def merge(
     from training.base_model import resolve_base_model
     from training.evaluate import headline
     from training.merge import build_manifest, merge_adapter
-    from training.prompting import renderer_for
 
     settings = settings_from(T, models_dir=models_dir)
     recipe = _recipe(recipe_path, overrides)
     base_model = base or recipe.base_model
-    base_dir = resolve_base_model(base_model, settings.models_dir)
-    label_ids = renderer_for(base_dir, recipe.template).label_token_ids.values()
-    merge_adapter(base_dir, adapter, out, list(label_ids))
+    merge_adapter(resolve_base_model(base_model, settings.models_dir), adapter, out,
+                  recipe.template)
     metrics = {tag: headline(json.loads(path.read_text())) if path else {}
                for tag, path in (("before", before), ("after", after))}
     manifest = build_manifest(recipe.with_overrides({"base_model": base_model}),

@@ -39,19 +39,19 @@ def code_version() -> str:
         return "unknown"
 
 
-def merge_adapter(base: Path | str, adapter: Path, out_dir: Path,
-                  label_token_ids: Sequence[int] = ()) -> Path:
-    """Merge in fp32 (one rounding, at the end) and save bf16 safetensors. With
-    `label_token_ids` (the template's answer tokens), the output rows are centred on them
-    (`centre_output_rows`), which unties the LM head."""
+def merge_adapter(base: Path | str, adapter: Path, out_dir: Path, template: str) -> Path:
+    """Merge in fp32 (one rounding, at the end) and save bf16 safetensors, the output rows
+    centred on the answer tokens of `template` (`centre_output_rows`, which unties the LM
+    head)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from training.prompting import renderer_for
+
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    if label_token_ids:
-        centre_output_rows(merged, label_token_ids)
+    centre_output_rows(merged, list(renderer_for(base, template).label_token_ids.values()))
     merged = merged.to(torch.bfloat16)
     merged.config.use_cache = True  # training turned it off; generation wants it
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -72,15 +72,14 @@ def run_chain(base_model: str, recipe: Recipe, data_dir: Path, models_dir: Path,
     with clock.stage("baselines"):
         train = training_papers(data_dir, recipe)
         _baselines(run_dir, train, test, recipe.seed)
-        renderer = renderer_for(base, recipe.template)
-        lengths = token_lengths(renderer, train)
+        lengths = token_lengths(renderer_for(base, recipe.template), train)
     with clock.stage("evaluate before"):
         before = _evaluate_before(run_dir, base, test, recipe, engine, models_dir / "cache")
     with clock.stage("fine-tune"):
         tuned = finetune(recipe, base, data_dir, run_dir, backend=backend)
     merged = run_dir / "merged"
     with clock.stage("merge"):
-        merge_adapter(base, tuned.adapter_dir, merged, list(renderer.label_token_ids.values()))
+        merge_adapter(base, tuned.adapter_dir, merged, recipe.template)
         write_manifest(merged, build_manifest(recipe, data_dir, version=run_name))
     with clock.stage("calibrate and evaluate after"):
         after = calibrate_and_evaluate(run_dir, merged, data_dir, test, recipe, engine)
