@@ -4,6 +4,7 @@ under load loses no request. (Named zz so it runs last: it restarts the session'
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 import time
@@ -75,7 +76,7 @@ def test_engine_killed_in_flight_then_recovers_without_gateway_restart(
 
 
 def test_deploy_model_under_load_loses_no_request(base_model_dir: Path, make_gateway,
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, monkeypatch) -> None:
     from inference.deploy import deploy_model
     from inference.engine import EngineSettings
     from inference.local import ServeState, free_port, start_engine, stop_process
@@ -89,7 +90,13 @@ def test_deploy_model_under_load_loses_no_request(base_model_dir: Path, make_gat
     write_manifest(new_dir, Manifest(
         name="model-v2", version="v2", base_model=base_model_dir.name,
         prompt=PromptRef(template=template.name, version=template.version)))
-    old = start_engine(base_model_dir, free_port(8300), EngineSettings())
+    # One core each, as two engines would have their own nodes: vLLM's CPU worker keeps its
+    # cores busy while it serves, and on shared cores the new engine's start starved past its
+    # ready timeout (seen on a 2-core AVX2-only CPU, fp32).
+    cores = sorted(os.sched_getaffinity(0))
+    old = start_engine(base_model_dir, free_port(8300),
+                       EngineSettings(cpu_threads_bind=str(cores[0])))
+    monkeypatch.setenv("ENGINE_CPU_THREADS_BIND", str(cores[-1]))
     url = make_gateway(engine_urls=[old.url], cache_size=0)
     state = ServeState(url, -1, [old])
     state.save = lambda *a, **k: None  # keep the real serve state file out of the test
@@ -108,6 +115,7 @@ def test_deploy_model_under_load_loses_no_request(base_model_dir: Path, make_gat
                 statuses.append(r.status_code)
                 if r.status_code == 200:
                     versions.append(r.json()["model"])
+                stop.wait(0.2)  # paced: the load must not hold the old engine's core alone
 
     workers = [threading.Thread(target=load) for _ in range(4)]
     for w in workers:
