@@ -58,7 +58,10 @@ def _parse_value(raw: str) -> object:
 
 
 def _recipe(path: Path | None, overrides: list[str] | None):
+    """The recipe with its profile for this machine's training precision (`on_precision`),
+    then the `--set` overrides."""
     from training.recipe import load_recipe
+    from training.settings import TrainingSettings
 
     pairs = {}
     for item in overrides or []:
@@ -66,12 +69,17 @@ def _recipe(path: Path | None, overrides: list[str] | None):
         if not sep:
             raise typer.BadParameter(f"--set wants key=value, got {item!r}")
         pairs[key.strip()] = _parse_value(value.strip())
+    precision = TrainingSettings().choose_precision().precision.value
     try:
-        return load_recipe(path, pairs)
+        recipe = load_recipe(path, pairs, precision)
     except KeyError as err:  # an unknown dotted key
         raise typer.BadParameter(f"--set: {err.args[0]}") from None
     except ValueError as err:  # pydantic's ValidationError: a value of the wrong kind
         raise typer.BadParameter(f"recipe: {err}") from None
+    if precision in recipe.on_precision:
+        typer.echo(f"recipe {recipe.name}: the {precision} profile applies "
+                   f"{recipe.on_precision[precision]}", err=True)
+    return recipe
 
 
 @app.command("base-model")

@@ -61,6 +61,18 @@ def load_papers(data_dir: Path, split: str, limit: int | None, seed: int) -> lis
     return balanced_subset(read_split(data_dir, split), limit, seed)
 
 
+def per_source_sample(papers: list[Paper], limit: int | None, seed: int) -> list[Paper]:
+    """At most `limit` papers of each source, each a stratified sample (`natural_subset`), in
+    their original order; all of them when `limit` is None."""
+    if limit is None:
+        return list(papers)
+    kept = set()
+    for name in dict.fromkeys(p.source for p in papers):
+        kept |= {id(p) for p in natural_subset([p for p in papers if p.source == name],
+                                               limit, seed)}
+    return [p for p in papers if id(p) in kept]
+
+
 def sample_sources(papers: list[Paper], spec: DataSpec, seed: int) -> list[Paper]:
     """The papers of the sources `spec` names, each sampled as it says (all sources, all
     papers, balanced when it names none); mixed in a seeded order."""

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model_contract.prompts import TEMPLATES
 from training.calibration import DEFAULT_MAX_REREAD_SHARE
@@ -78,6 +78,14 @@ class DataSpec(_Strict):
 class EvalSpec(_Strict):
     batch_size: int = Field(16, gt=0)
     max_examples: int | None = Field(None, gt=0, description="Balanced subset of the split")
+    # The untuned base model's reading is a reference only, and reading every test paper costs
+    # as much as a sixth of the run on a CPU without native bf16.
+    before_max_per_source: int | None = Field(
+        None, gt=0, description="Test papers per source the base model reads (a stratified "
+        "sample keeping each label's share); None = all")
+    max_validation_per_source: int | None = Field(
+        None, gt=0, description="Validation papers per source read to fit the calibration "
+        "(stratified as above); None = all")
     max_reread_share: float = Field(
         DEFAULT_MAX_REREAD_SHARE, gt=0, le=1,
         description="Share of validation papers the second-read threshold may read twice: a "
@@ -93,6 +101,11 @@ class Recipe(_Strict):
     train: TrainSpec
     data: DataSpec = DataSpec()
     eval: EvalSpec = EvalSpec()
+    # Dotted overrides (as `--set`) applied when training computes in that precision: a CPU
+    # without native bf16 trains in fp32, about 3x slower per step, so its time budget buys
+    # fewer steps and reads. `for_precision` applies them; `load_recipe` does when told.
+    on_precision: dict[Literal["bfloat16", "float16", "float32"], dict[str, Any]] = Field(
+        default_factory=dict)
 
     @field_validator("template")
     @classmethod
@@ -101,21 +114,53 @@ class Recipe(_Strict):
             raise ValueError(f"unknown prompt template {name!r}; known: {sorted(TEMPLATES)}")
         return name
 
+    @model_validator(mode="after")
+    def _profiles_apply(self) -> Recipe:
+        # A typo in a profile must fail when the recipe loads, not on the one machine kind
+        # that applies it.
+        for precision, overrides in self.on_precision.items():
+            try:
+                data = self._overridden(overrides)
+            except KeyError as err:
+                raise ValueError(f"on_precision.{precision}: {err.args[0]}") from None
+            try:
+                Recipe.model_validate({**data, "on_precision": {}})
+            except ValidationError as err:
+                raise ValueError(f"on_precision.{precision}: {err}") from None
+        return self
+
+    def for_precision(self, precision: str) -> Recipe:
+        """This recipe with the overrides of `precision` (e.g. "float32") applied, if any."""
+        overrides = self.on_precision.get(precision)
+        return self.with_overrides(overrides) if overrides else self
+
     def with_overrides(self, overrides: dict[str, Any]) -> Recipe:
         """Dotted keys (`train.max_steps`) replace values; the result is validated again."""
+        return Recipe.model_validate(self._overridden(overrides))
+
+    def _overridden(self, overrides: dict[str, Any]) -> dict[str, Any]:
         data = self.model_dump()
         for dotted, value in overrides.items():
             *parents, leaf = dotted.split(".")
             node = data
             for key in parents:
+                if not isinstance(node.get(key), dict):
+                    raise KeyError(f"unknown recipe key {dotted!r}")
                 node = node[key]
             if leaf not in node:
                 raise KeyError(f"unknown recipe key {dotted!r}")
             node[leaf] = value
-        return Recipe.model_validate(data)
+        return data
 
 
-def load_recipe(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
+def load_recipe(path: Path | None = None, overrides: dict[str, Any] | None = None,
+                precision: str | None = None) -> Recipe:
+    """The recipe at `path` (default: the shipped SmolLM2 one), then its `on_precision`
+    profile for `precision` (None: no profile), then `overrides` (dotted keys).
+
+    Raises KeyError on an unknown dotted key, pydantic's ValidationError on a bad value."""
     with open(path or DEFAULT_RECIPE, "rb") as f:
         recipe = Recipe.model_validate(tomllib.load(f))
+    if precision:
+        recipe = recipe.for_precision(precision)
     return recipe.with_overrides(overrides) if overrides else recipe

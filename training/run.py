@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.data import load_papers
+from training.data import load_papers, per_source_sample
 from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -111,21 +111,24 @@ def _baselines(run_dir: Path, train: list, test: list, seed: int) -> None:
 
 def _evaluate_before(run_dir: Path, base: Path, test: list, recipe: Recipe,
                      engine: str, cache_dir: Path) -> dict:
-    """The untuned base model's capped read of the test papers, per source too; reused from
+    """The untuned base model's capped read of the test papers (at most
+    `eval.before_max_per_source` of each source), per source too; reused from
     `cache_dir` when the same base model, template, papers, precision and engine were read."""
     from model_contract.prompts import TEMPLATES
     from training.eval_cache import cached_reading, reading_key
     from training.evaluate import by_source, evaluate_papers
     from training.settings import TrainingSettings
 
+    papers = per_source_sample(test, recipe.eval.before_max_per_source, recipe.seed)
+
     def read() -> dict:
-        before = evaluate_papers(base, test, template=recipe.template, engine=engine,
+        before = evaluate_papers(base, papers, template=recipe.template, engine=engine,
                                  batch_size=recipe.eval.batch_size)
         return {"split": "test", **before,
-                "per_source": by_source(test, [p["p_cancer"] for p in before["predictions"]])}
+                "per_source": by_source(papers, [p["p_cancer"] for p in before["predictions"]])}
 
     precision = TrainingSettings().choose_precision().precision.value
-    key = reading_key(base, TEMPLATES[recipe.template], test, precision, engine)
+    key = reading_key(base, TEMPLATES[recipe.template], papers, precision, engine)
     before = cached_reading(cache_dir / "eval_before", key, read)
     _dump(run_dir / "eval_before.json", before)
     return before
@@ -145,7 +148,9 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
     from training.scoring import scoring_session
 
     started = time.perf_counter()
-    validation = load_papers(data_dir, "validation", recipe.eval.max_examples, recipe.seed)
+    validation = per_source_sample(
+        load_papers(data_dir, "validation", recipe.eval.max_examples, recipe.seed),
+        recipe.eval.max_validation_per_source, recipe.seed)
     renderer = renderer_for(merged)
     longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
     with scoring_session(merged, longest, engine, recipe.eval.batch_size) as (score, used):

@@ -87,6 +87,21 @@ def test_sources_are_sampled_as_the_recipe_says(caplog) -> None:
     assert {p.source for p in chosen[:10]} == {"a", "b"}
 
 
+def test_per_source_sample_caps_each_source_keeping_label_shares_and_order() -> None:
+    from training.data import count_by_source, per_source_sample
+
+    papers = _sourced("a", 30, 30) + _sourced("b", 10, 90)
+    sample = per_source_sample(papers, 40, seed=1)
+    assert count_by_source(sample) == {"a": {"cancer": 20, "non_cancer": 20},
+                                       "b": {"cancer": 4, "non_cancer": 36}}
+    order = [p.id for p in papers]
+    assert [order.index(p.id) for p in sample] == sorted(order.index(p.id) for p in sample)
+    assert per_source_sample(papers, 40, seed=1) == sample  # seeded
+    assert per_source_sample(papers, None, seed=1) == papers
+    assert count_by_source(per_source_sample(papers, 80, seed=1))["a"] == {
+        "cancer": 30, "non_cancer": 30}  # a source smaller than the cap is kept whole
+
+
 def test_a_repeated_source_is_seen_that_many_times_an_epoch() -> None:
     from collections import Counter
 

@@ -87,3 +87,58 @@ def test_the_trainer_gets_the_recipe_values(tmp_path, sampling: str) -> None:
     assert args.per_device_train_batch_size == recipe.train.batch_size
     assert args.learning_rate == recipe.train.learning_rate
     assert not args.bf16 and not args.fp16
+
+
+def _with_profile(profile: dict) -> dict:
+    return _raw() | {"on_precision": {"float32": profile}}
+
+
+def test_a_precision_profile_applies_only_to_its_precision() -> None:
+    recipe = Recipe.model_validate(_with_profile({"train.max_steps": 7, "eval.batch_size": 4}))
+    fp32 = recipe.for_precision("float32")
+    assert fp32.train.max_steps == 7 and fp32.eval.batch_size == 4
+    assert fp32.lora == recipe.lora and fp32.train.epochs == recipe.train.epochs
+    assert recipe.for_precision("bfloat16") == recipe
+    assert recipe.for_precision("float16") == recipe
+
+
+def test_set_overrides_win_over_the_profile(tmp_path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('''name = "tiny"
+base_model = "embedded:smollm2-135m-instruct"
+template = "cancer-yn-short"
+[lora]
+target_modules = ["q_proj"]
+[train]
+learning_rate = 1e-3
+epochs = 1
+[on_precision.float32]
+"train.max_steps" = 7
+''')
+    assert load_recipe(path, precision="float32").train.max_steps == 7
+    assert load_recipe(path, {"train.max_steps": 3}, "float32").train.max_steps == 3
+    assert load_recipe(path).train.max_steps == -1  # no precision given: no profile
+
+
+@pytest.mark.parametrize(("profile", "message"), [
+    ({"train.nope": 1}, "on_precision.float32: unknown recipe key 'train.nope'"),
+    ({"nope.max_steps": 1}, "unknown recipe key 'nope.max_steps'"),
+    ({"train.max_steps": "many"}, "on_precision.float32"),
+    ({"lora.r": 0}, "greater than 0")])
+def test_a_broken_profile_fails_when_the_recipe_loads(profile: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Recipe.model_validate(_with_profile(profile))
+
+
+def test_shipped_profiles_set_what_they_name() -> None:
+    """Recipes are data tested against the code: each shipped profile applies cleanly and
+    every key it names ends up with its value."""
+    for path in sorted(RECIPES_DIR.glob("*.toml")):
+        recipe = load_recipe(path)
+        for precision, overrides in recipe.on_precision.items():
+            applied = recipe.for_precision(precision).model_dump()
+            for dotted, value in overrides.items():
+                node = applied
+                for key in dotted.split("."):
+                    node = node[key]
+                assert node == value, (path.name, precision, dotted)
