@@ -1,10 +1,11 @@
 """The compute side of the benchmark: how many FLOPs a paper costs, how many the cores can do.
 
-MFU (model FLOPs utilisation) = 2 x non-embedding parameters x prompt tokens per paper x
-papers/s, divided by the matrix-product rate that torch reaches on the same cores in the same
-run, in the precision the engine computes in. One forward pass per paper costs about 2 FLOPs
-per parameter per token (attention's own share is left out, as is usual), and the embedding
-lookup costs no matrix product."""
+MFU (model FLOPs utilisation) = 2 x non-embedding parameters x prompt tokens computed per
+paper x papers/s, divided by the matrix-product rate that torch reaches on the same cores in the
+same run, in the precision the engine computes in. One forward pass per paper costs about 2
+FLOPs per parameter per token (attention's own share is left out, as is usual), the embedding
+lookup costs no matrix product, and prompt tokens the engine found in its prefix cache cost
+nothing (a second read reuses its first read's full KV blocks)."""
 
 from __future__ import annotations
 

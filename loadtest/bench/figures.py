@@ -22,9 +22,13 @@ def latency_stats(latencies_s: list[float]) -> dict[str, float | None]:
 
 
 def path_figures(papers: list[Paper], labels: list[str | None], latencies_s: list[float],
-                 seconds: float, prompt_tokens: list[int], errors: int = 0) -> dict[str, Any]:
+                 seconds: float, prompt_tokens: list[int], errors: int = 0,
+                 cached_tokens: float | None = 0.0) -> dict[str, Any]:
     """A path's figures: `papers` answered with `labels` (None: unread or failed) in
-    `seconds` of wall time, each paper's latency in seconds, the prompt tokens each read."""
+    `seconds` of wall time, each paper's latency in seconds, the prompt tokens each read and
+    how many of all those tokens the engine found in its prefix cache (None: unknown, taken
+    as 0). `computed_tokens_mean`, the prompt tokens a paper cost, is what MFU counts."""
+    cached_mean = (cached_tokens or 0.0) / len(papers)
     correct = sum(label == p.label for label, p in zip(labels, papers, strict=True))
     return {
         "papers": len(papers),
@@ -35,4 +39,6 @@ def path_figures(papers: list[Paper], labels: list[str | None], latencies_s: lis
         "unparsed_or_failed": sum(label is None for label in labels),
         "errors": errors,
         "prompt_tokens_mean": statistics.fmean(prompt_tokens),
+        "cached_tokens_mean": None if cached_tokens is None else cached_mean,
+        "computed_tokens_mean": statistics.fmean(prompt_tokens) - cached_mean,
     }

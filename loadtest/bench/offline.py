@@ -62,8 +62,10 @@ def offline_path(model_dir: str, papers: list[Paper], warmup: list[Paper], setti
     seconds = time.perf_counter() - started
     labels = _labels(renderer, outputs)
     tokens = [len(out.prompt_token_ids) for out in outputs]
+    cached = sum(out.num_cached_tokens or 0 for out in outputs)
     close_engine(llm)
-    return path_figures(papers, labels, [t - started for t in finished], seconds, tokens) | {
+    return path_figures(papers, labels, [t - started for t in finished], seconds, tokens,
+                        cached_tokens=cached) | {
         "prompt_version": renderer.template.version,
         "engine_kwargs": {k: v for k, v in kwargs.items() if k != "model"}}
 

@@ -54,14 +54,15 @@ def print_targets(result: dict[str, Any]) -> None:
 
 
 def _paths_table(result: dict[str, Any]) -> list[str]:
-    lines = ["| path | papers/s | x baseline | p50 ms | p99 ms | accuracy | prompt tokens | MFU |",
+    lines = ["| path | papers/s | x baseline | p50 ms | p99 ms | accuracy "
+             "| prompt tokens (cached) | MFU |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, p in result["paths"].items():
         lines.append(
             f"| {name}: {p['description']} | {p['papers_per_s']:.2f} | "
             f"{_f(p['ratio_to_baseline'], '.2f')} | {_f(p['p50_ms'], '.0f')} | "
-            f"{_f(p['p99_ms'], '.0f')} | {p['accuracy']:.1%} | {p['prompt_tokens_mean']:.0f} | "
-            f"{p['mfu']:.1%} |")
+            f"{_f(p['p99_ms'], '.0f')} | {p['accuracy']:.1%} | {p['prompt_tokens_mean']:.0f} "
+            f"({_f(p.get('cached_tokens_mean'), '.0f')}) | {p['mfu']:.1%} |")
     return lines
 
 

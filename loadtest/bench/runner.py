@@ -63,7 +63,7 @@ def _add_derived(paths: dict[str, dict], non_embedding: int, peak: float,
     description, added to each path's figures."""
     base_rate = paths.get("baseline", {}).get("papers_per_s")
     for name, figures in paths.items():
-        figures["mfu"] = flops.mfu(non_embedding, figures["prompt_tokens_mean"],
+        figures["mfu"] = flops.mfu(non_embedding, figures["computed_tokens_mean"],
                                    figures["papers_per_s"], peak)
         figures["ratio_to_baseline"] = _ratio(figures["papers_per_s"], base_rate)
         figures["description"] = DESCRIPTIONS[name].format(c=concurrency)

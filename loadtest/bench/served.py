@@ -58,14 +58,19 @@ async def timed_round(served: Served, which: str, papers: list[Paper], warmup: l
     call = served.direct if which == "server" else served.gateway
     reset = await served.reset_prefix_cache()
     await drive(warmup, served.concurrency, call, f"{which} warm-up", False)
+    hits_before = await served.prefix_cache_hits()
     results, latencies, wall = await drive(
         papers, served.concurrency, call, f"{which} ({served.concurrency} in flight)", progress)
+    hits_after = await served.prefix_cache_hits()
+    # A second read finds its first read's full KV blocks cached: those tokens cost nothing.
+    cached = (hits_after - hits_before if hits_before is not None and hits_after is not None
+              else None)
     answers = [r if isinstance(r, tuple) else (None, False) for r in results]
     errors = [repr(r) for r in results if isinstance(r, Exception)]
     tokens = [served.prompt_tokens(p, reread) for p, (_, reread) in zip(papers, answers,
                                                                         strict=True)]
     return path_figures(papers, [label for label, _ in answers], latencies, wall, tokens,
-                        len(errors)) | {
+                        len(errors), cached) | {
         "prefix_cache_reset": reset, "first_errors": errors[:3],
         "rereads": sum(reread for _, reread in answers)}
 

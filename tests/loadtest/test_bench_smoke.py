@@ -28,7 +28,8 @@ FIELDS = ["created_at", "source", "papers", "concurrency", "rounds", "model_dir"
           "accuracy_gateway", "precision", "peak_precision", "peak_flops", "peak_measurements",
           "parameters", "machine", "engine_settings", "paths", "targets"]
 COMMON = ["papers", "seconds", "papers_per_s", "p50_ms", "p99_ms", "accuracy",
-          "unparsed_or_failed", "errors", "prompt_tokens_mean"]
+          "unparsed_or_failed", "errors", "prompt_tokens_mean", "cached_tokens_mean",
+          "computed_tokens_mean"]
 DERIVED = ["mfu", "ratio_to_baseline", "description"]
 SERVED = ["prefix_cache_reset", "first_errors", "rereads", "rounds_papers_per_s"]
 PATH_FIELDS = {"baseline": [*COMMON, "prompt_version", "threads", "precision", *DERIVED],
@@ -61,7 +62,7 @@ def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) 
         # kernels reach (seen: 1.66 on one core in fp32).
         assert path["papers_per_s"] > 0 and path["mfu"] > 0, name
         assert path["mfu"] == pytest.approx(flops.mfu(
-            result["parameters"]["non_embedding"], path["prompt_tokens_mean"],
+            result["parameters"]["non_embedding"], path["computed_tokens_mean"],
             path["papers_per_s"], result["peak_flops"])), name
         assert path["errors"] == 0, name
     paths = result["paths"]
@@ -101,6 +102,14 @@ def test_bench_smoke(processed_dir: Path, base_model_dir: Path, tmp_path: Path) 
     assert tokens["offline"] < tokens["baseline"]
     assert tokens["offline"] <= tokens["gateway"] <= tokens["baseline"] + tokens["offline"] + 8
     assert result["paths"]["gateway"]["rereads"] == result["paths"]["server"]["rereads"] > 0
+    # MFU counts computed tokens: the baseline computes all; a served second read finds its
+    # first read's full KV blocks in the prefix cache (read off the engine's own counter).
+    cached = {name: path["cached_tokens_mean"] for name, path in result["paths"].items()}
+    assert cached["baseline"] == 0 and cached["offline"] >= 0
+    for name in ("server", "gateway"):
+        path = result["paths"][name]
+        assert 0 < cached[name] <= path["rereads"] * tokens["offline"] * 2 / path["papers"]
+        assert path["computed_tokens_mean"] == pytest.approx(tokens[name] - cached[name])
     assert result["parameters"]["non_embedding"] < result["parameters"]["total"]
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "bench.md").read_text()

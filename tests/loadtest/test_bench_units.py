@@ -123,7 +123,14 @@ def test_path_figures() -> None:
                            [0.1, 0.2, 0.3, 0.4], 2.0, [100, 110, 120, 130], errors=1)
     assert figures == {"papers": 4, "seconds": 2.0, "papers_per_s": 2.0, "p50_ms": 250.0,
                        "p99_ms": 400.0, "accuracy": 0.5, "unparsed_or_failed": 1, "errors": 1,
-                       "prompt_tokens_mean": 115.0}
+                       "prompt_tokens_mean": 115.0, "cached_tokens_mean": 0.0,
+                       "computed_tokens_mean": 115.0}
+    # Tokens found in the prefix cache are not computed; an unknown count is reported as such.
+    cached = path_figures(PAPERS, ["cancer"] * 4, [0.1] * 4, 1.0, [100, 110, 120, 130],
+                          cached_tokens=40)
+    assert (cached["cached_tokens_mean"], cached["computed_tokens_mean"]) == (10.0, 105.0)
+    unknown = path_figures(PAPERS, ["cancer"] * 4, [0.1] * 4, 1.0, [100] * 4, cached_tokens=None)
+    assert (unknown["cached_tokens_mean"], unknown["computed_tokens_mean"]) == (None, 100.0)
 
 
 def test_drive_keeps_order_and_counts_failures() -> None:
@@ -156,7 +163,8 @@ def test_median_round_is_the_lower_middle() -> None:
 
 def _result() -> dict:
     path = {"description": "d", "papers_per_s": 2.5, "ratio_to_baseline": None, "p50_ms": 400.0,
-            "p99_ms": 900.0, "accuracy": 0.75, "prompt_tokens_mean": 150.0, "mfu": 0.123,
+            "p99_ms": 900.0, "accuracy": 0.75, "prompt_tokens_mean": 150.0,
+            "cached_tokens_mean": 20.0, "mfu": 0.123,
             "papers": 8, "rereads": 2}
     result = {
         "created_at": "2026-01-01T00:00:00+00:00", "papers": 8, "concurrency": 4, "rounds": 1,
@@ -183,7 +191,7 @@ def test_verdict_lines_and_markdown() -> None:
         "FAIL  MFU through the gateway >= 60%: 0.123",
         "PASS  cold start < 60 s: 42.000"]
     markdown = bench_markdown(result)
-    assert "| gateway: d | 2.50 | n/a | 400 | 900 | 75.0% | 150 | 12.3% |" in markdown
+    assert "| gateway: d | 2.50 | n/a | 400 | 900 | 75.0% | 150 (20) | 12.3% |" in markdown
     assert "): 42.0 s (engine ready after 30.0 s)" in markdown
     assert ("2.0 % throughput at 4 in flight; p50 latency +1.5 ms one request at a time "
             "(+30 ms at 4 in flight, mostly queueing; fastest-answer pairs: +1.2 ms; inside "
