@@ -109,33 +109,31 @@ class Served:
                                  retry_error_callback=lambda _: False)
         return await retrying(self._try_reset)
 
-    async def _metrics(self, url: str) -> dict[tuple[str, tuple], float]:
-        """The samples of a Prometheus text page: (name, sorted labels) -> value."""
+    async def _samples(self, url: str) -> list:
+        """Every sample (prometheus_client's `Sample`: name, labels, value) of `url`/metrics."""
         from prometheus_client.parser import text_string_to_metric_families
 
         async with self.session.get(f"{url}/metrics") as response:
             text = await response.text()
-        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                for family in text_string_to_metric_families(text)
-                for sample in family.samples}
+        return [sample for family in text_string_to_metric_families(text)
+                for sample in family.samples]
 
     async def prefix_cache_hits(self) -> float | None:
         """Prompt tokens the engine has found in its prefix cache since it started (vLLM's
         `vllm:prefix_cache_hits` counter, summed over its engines): tokens it did not compute.
         None when the engine's /metrics cannot be read or lacks the counter."""
         try:
-            samples = await self._metrics(self.engine_url)
+            samples = await self._samples(self.engine_url)
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
-        hits = [v for (name, _), v in samples.items() if name == "vllm:prefix_cache_hits_total"]
+        hits = [s.value for s in samples if s.name == "vllm:prefix_cache_hits_total"]
         return sum(hits) if hits else None
 
     async def gateway_time_sums(self) -> tuple[float, float, float, float]:
         """From the gateway's own metrics: seconds and count of /v1/classify_paper requests,
         and of the engine calls made for them."""
-        values = {name: value for (name, labels), value in
-                  (await self._metrics(self.gateway_url)).items()
-                  if dict(labels).get("route", "/v1/classify_paper") == "/v1/classify_paper"}
+        values = {s.name: s.value for s in await self._samples(self.gateway_url)
+                  if s.labels.get("route", "/v1/classify_paper") == "/v1/classify_paper"}
         return (values.get("classifier_request_duration_seconds_sum", 0.0),
                 values.get("classifier_request_duration_seconds_count", 0.0),
                 values.get("classifier_engine_duration_seconds_sum", 0.0),

@@ -28,6 +28,7 @@ def path_figures(papers: list[Paper], labels: list[str | None], latencies_s: lis
     `seconds` of wall time, each paper's latency in seconds, the prompt tokens each read and
     how many of all those tokens the engine found in its prefix cache (None: unknown, taken
     as 0). `computed_tokens_mean`, the prompt tokens a paper cost, is what MFU counts."""
+    prompt_mean = statistics.fmean(prompt_tokens)
     cached_mean = (cached_tokens or 0.0) / len(papers)
     correct = sum(label == p.label for label, p in zip(labels, papers, strict=True))
     return {
@@ -38,7 +39,7 @@ def path_figures(papers: list[Paper], labels: list[str | None], latencies_s: lis
         "accuracy": correct / len(papers),
         "unparsed_or_failed": sum(label is None for label in labels),
         "errors": errors,
-        "prompt_tokens_mean": statistics.fmean(prompt_tokens),
+        "prompt_tokens_mean": prompt_mean,
         "cached_tokens_mean": None if cached_tokens is None else cached_mean,
-        "computed_tokens_mean": statistics.fmean(prompt_tokens) - cached_mean,
+        "computed_tokens_mean": prompt_mean - cached_mean,
     }

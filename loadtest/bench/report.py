@@ -62,7 +62,7 @@ def _paths_table(result: dict[str, Any]) -> list[str]:
             f"| {name}: {p['description']} | {p['papers_per_s']:.2f} | "
             f"{_f(p['ratio_to_baseline'], '.2f')} | {_f(p['p50_ms'], '.0f')} | "
             f"{_f(p['p99_ms'], '.0f')} | {p['accuracy']:.1%} | {p['prompt_tokens_mean']:.0f} "
-            f"({_f(p.get('cached_tokens_mean'), '.0f')}) | {p['mfu']:.1%} |")
+            f"({_f(p['cached_tokens_mean'], '.0f')}) | {p['mfu']:.1%} |")
     return lines
 
 
