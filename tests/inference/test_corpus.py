@@ -20,7 +20,7 @@ from preprocessing.dataset import read_split
 from tests.inference.test_parity import probability_tolerance
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-N_PAPERS, BATCH = 48, 4
+N_PAPERS, BATCH = 24, 4
 
 
 def _corpus(tmp_path: Path, processed_dir: Path) -> tuple[Path, list]:
