@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from commandline.options import option, settings_from
+from commandline.options import model_dir_from, option, settings_from
 from inference.bulk_settings import BulkSettings
 from inference.corpus.settings import CorpusSettings
 from inference.engine import EngineSettings
@@ -56,11 +56,10 @@ def engine(
     wait until it serves, print its URL, and stay in the foreground until Ctrl-C or SIGTERM.
     Reads the model directory; writes nothing (vLLM logs to the terminal)."""
     from inference import engine as eng
-    from model_contract.layout import resolve_model_dir
 
     _log_setup()
     settings = settings_from(EngineSettings, host=host, port=port)
-    model_dir = resolve_model_dir(model)
+    model_dir = model_dir_from(model)
     process = eng.start(settings, model_dir)
     signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     url = f"http://{settings.host}:{settings.port}"
@@ -99,10 +98,9 @@ def serve(
     the one given, the gateway's admin route on for deploy-model. Prints both URLs; Ctrl-C
     stops both cleanly. Writes the processes' logs and state (serve.json) under .run/."""
     from inference.local import ServeState, start_local, stop_process
-    from model_contract.layout import resolve_model_dir
 
     _log_setup()
-    state = start_local(resolve_model_dir(model), *_ports(engine_port, gateway_port))
+    state = start_local(model_dir_from(model), *_ports(engine_port, gateway_port))
     typer.echo(f"gateway: {state.gateway_url}  (docs {state.gateway_url}/docs)\n"
                f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
     _wait_for_interrupt()
@@ -129,11 +127,10 @@ def demo(
     with their URLs shown until Ctrl-C. Writes only logs and state under .run/."""
     from inference.demo import run_demo
     from inference.local import ServeState, start_local, stop_process
-    from model_contract.layout import resolve_model_dir
 
     _log_setup()
     processed = settings_from(PreprocessSettings, out_dir=processed_dir).out_dir
-    state = start_local(resolve_model_dir(model), *_ports(engine_port, gateway_port))
+    state = start_local(model_dir_from(model), *_ports(engine_port, gateway_port))
     try:
         run_demo(processed, state.gateway_url)
         if keep_running:
@@ -296,6 +293,7 @@ def corpus(
     settings = settings_from(CorpusSettings, address=address, model_dir=model_dir,
                              num_actors=num_actors, batch_size=batch_size,
                              gpus_per_actor=gpus_per_actor)
+    settings.model_dir = model_dir_from(settings.model_dir, "--model-dir")
     try:
         result = run_corpus(source, out, settings, EngineSettings(), input_format,
                             _column_mapping(column))

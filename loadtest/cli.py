@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from commandline.options import option, settings_from
+from commandline.options import model_dir_from, option, settings_from
 from loadtest.settings import BenchSettings, LoadtestSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
@@ -146,11 +146,10 @@ def bench(
     from loadtest.bench.papers import NoPapersError
     from loadtest.bench.report import print_targets
     from loadtest.bench.runner import run_bench
-    from model_contract.layout import resolve_model_dir
 
     settings = settings_from(B, source=source, papers=papers, concurrency=concurrency,
                              rounds=rounds, only=only, data_dir=data_dir)
-    opts = BenchOptions(model_dir=resolve_model_dir(model), settings=settings,
+    opts = BenchOptions(model_dir=model_dir_from(model), settings=settings,
                         out_dir=out_dir or DEFAULT_OUT, json_path=json_path)
     # SIGTERM ends the run like Ctrl-C: the engine and gateway it started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -180,8 +179,7 @@ def capacity(
     each path and how many labels differ (the figures for the README's capacity plan). Needs
     no running service; takes several minutes per 1,000 papers on a 2-core CPU."""
     from loadtest.capacity import run_capacity
-    from model_contract.layout import resolve_model_dir
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = run_capacity(resolve_model_dir(model), data_dir or B().data_dir, out_dir, papers)
+    report = run_capacity(model_dir_from(model), data_dir or B().data_dir, out_dir, papers)
     typer.echo(json.dumps(report, indent=2))

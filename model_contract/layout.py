@@ -39,11 +39,13 @@ def resolve_model_dir(explicit: Path | None = None) -> Path:
     """The explicit directory, else the newest fine-tuned model, else the embedded base model.
 
     Raises FileNotFoundError when the explicit directory is not a model or none is built."""
-    for candidate in (explicit, LATEST, embedded_base_dir()):
-        if candidate is not None and is_model_dir(candidate):
-            return candidate.resolve()
-    if explicit is not None:
+    if explicit is not None:  # never another model in its place
+        if is_model_dir(explicit):
+            return explicit.resolve()
         raise FileNotFoundError(f"{explicit} is not a model directory (no {CONFIG_FILE})")
+    for candidate in (LATEST, embedded_base_dir()):
+        if is_model_dir(candidate):
+            return candidate.resolve()
     raise FileNotFoundError(
         "no model found: run `python -m training base-model` (or `make base-model`) first"
     )

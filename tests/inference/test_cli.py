@@ -149,3 +149,20 @@ def test_every_command_explains_itself() -> None:
         result = CliRunner().invoke(app, [command, "--help"], env=WIDE)
         assert result.exit_code == 0, (command, result.output)
         assert "Show this message" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["engine", "--model", "{folder}"],
+    ["serve", "--model", "{folder}"],
+    ["demo", "--model", "{folder}"],
+    ["corpus", "{source}", "{out}", "--model-dir", "{folder}"],
+])
+def test_a_folder_that_is_no_model_is_a_usage_error(args: list[str], tmp_path: Path) -> None:
+    """Not another model in its place (models/latest was served for `--model models/base`)."""
+    source = tmp_path / "papers.csv"
+    source.write_text("title,abstract\nA,B\n")
+    names = {"folder": str(tmp_path), "source": str(source), "out": str(tmp_path / "out")}
+    result = CliRunner().invoke(app, [a.format(**names) for a in args], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path} is not a model directory (no config.json)" in result.output
+    assert args[-2] in result.output and not (tmp_path / "out").exists()

@@ -73,6 +73,8 @@ def test_bench_options_take_settings_then_environment(monkeypatch: pytest.Monkey
     (["run", "--duration", "1.5m"], "not a duration: '1.5m'"),
     (["run", "--batch-size", "0"], "batch_size: Input should be greater than or equal to 1"),
     (["run", "--single-weight", "0", "--batch-weight", "0"], "at least one of"),
+    (["bench", "--model", "/"], "Invalid value for --model: / is not a model directory"),
+    (["capacity", "--model", "/"], "Invalid value for --model: / is not a model directory"),
 ])
 def test_bad_options_exit_2_before_anything_starts(args: list[str], message: str) -> None:
     done = CliRunner().invoke(app, args)
