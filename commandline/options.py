@@ -8,7 +8,6 @@ stays None and does not override the environment variable or the field's default
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -47,14 +46,3 @@ def settings_from(settings: type[S], **given: Any) -> S:
             for err in e.errors(include_url=False, include_input=False))
         raise typer.BadParameter(problems) from None
 
-
-def model_dir_from(model: Path | None, param_hint: str = "--model") -> Path:
-    """The model a command runs: `model` when given, else models/latest, else the embedded
-    base model (see model_contract.layout.resolve_model_dir). Raises typer.BadParameter (exit
-    code 2, no traceback) when `model` is not a model directory or none is built."""
-    from model_contract.layout import resolve_model_dir
-
-    try:
-        return resolve_model_dir(model)
-    except FileNotFoundError as err:
-        raise typer.BadParameter(str(err), param_hint=param_hint) from None

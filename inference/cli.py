@@ -17,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from commandline.options import model_dir_from, option, settings_from
+from commandline.model_option import model_dir_from
+from commandline.options import option, settings_from
 from inference.bulk_settings import BulkSettings
 from inference.corpus.settings import CorpusSettings
 from inference.engine import EngineSettings

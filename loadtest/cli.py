@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from commandline.options import model_dir_from, option, settings_from
+from commandline.model_option import model_dir_from
+from commandline.options import option, settings_from
 from loadtest.settings import BenchSettings, LoadtestSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,

@@ -48,6 +48,7 @@ def test_bench_options_take_settings_then_environment(monkeypatch: pytest.Monkey
         return result | {"targets": evaluate_targets(result), "files": {"json": "x"}}
 
     monkeypatch.setattr(runner, "run_bench", fake_run)
+    (tmp_path / "config.json").write_text("{}")  # a model folder, as far as --model checks
     done = CliRunner().invoke(app, ["bench", "--papers", "8", "--concurrency", "4", "--only",
                                     "server,gateway", "--out-dir", str(tmp_path), "--model",
                                     str(tmp_path)])
