@@ -45,4 +45,3 @@ def settings_from(settings: type[S], **given: Any) -> S:
             f"{'.'.join(map(str, err['loc'])) or settings.__name__}: {err['msg']}"
             for err in e.errors(include_url=False, include_input=False))
         raise typer.BadParameter(problems) from None
-

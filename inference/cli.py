@@ -174,7 +174,8 @@ def deploy_model(
     from inference.local import ServeState
 
     _log_setup()
-    typer.echo(json.dumps(deploy(model, ServeState.load(), api_key_from_env()), indent=2))
+    model_dir = model_dir_from(model, "MODEL")
+    typer.echo(json.dumps(deploy(model_dir, ServeState.load(), api_key_from_env()), indent=2))
 
 
 def _register_fetch_model() -> None:
@@ -294,7 +295,7 @@ def corpus(
     settings = settings_from(CorpusSettings, address=address, model_dir=model_dir,
                              num_actors=num_actors, batch_size=batch_size,
                              gpus_per_actor=gpus_per_actor)
-    settings.model_dir = model_dir_from(settings.model_dir, "--model-dir")
+    settings.model_dir = model_dir_from(settings.model_dir, "--model-dir (env CORPUS_MODEL_DIR)")
     try:
         result = run_corpus(source, out, settings, EngineSettings(), input_format,
                             _column_mapping(column))

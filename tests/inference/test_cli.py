@@ -156,6 +156,7 @@ def test_every_command_explains_itself() -> None:
     ["serve", "--model", "{folder}"],
     ["demo", "--model", "{folder}"],
     ["corpus", "{source}", "{out}", "--model-dir", "{folder}"],
+    ["deploy-model", "{folder}"],
 ])
 def test_a_folder_that_is_no_model_is_a_usage_error(args: list[str], tmp_path: Path) -> None:
     """Not another model in its place (models/latest was served for `--model models/base`)."""
@@ -165,4 +166,5 @@ def test_a_folder_that_is_no_model_is_a_usage_error(args: list[str], tmp_path: P
     result = CliRunner().invoke(app, [a.format(**names) for a in args], env=WIDE)
     assert result.exit_code == 2, result.output
     assert f"{tmp_path} is not a model directory (no config.json)" in result.output
-    assert args[-2] in result.output and not (tmp_path / "out").exists()
+    hint = "MODEL" if args[0] == "deploy-model" else args[-2]
+    assert f"Invalid value for {hint}" in result.output and not (tmp_path / "out").exists()
