@@ -10,7 +10,8 @@ EXTRAS ?= serve-cpu,train,corpus,loadtest,dev
 .PHONY: setup data base-model train serve demo test lint bench loadtest rollout infra-check clean
 
 # Tried once per checkov version: its tests skip when it could not be installed.
-CHECKOV_STAMP := .venv-checkov/.setup-checkov-3.3.30
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP := .venv-checkov/.setup-checkov-$(CHECKOV_VERSION)
 
 # The two environments install side by side (pip keeps one core busy at most). Bytecode is
 # compiled at install (pip's default) on purpose: with PYTHONDONTWRITEBYTECODE set, as on CI,
@@ -37,7 +38,7 @@ $(STAMP):
 # checkov clashes with the project's dependencies: it gets a venv of its own.
 $(CHECKOV_STAMP):
 	@{ test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && \
-	  .venv-checkov/bin/pip install -q checkov==3.3.30; }; } || \
+	  .venv-checkov/bin/pip install -q checkov==$(CHECKOV_VERSION); }; } || \
 	  echo "warning: could not install checkov; its tests will skip"
 	@mkdir -p .venv-checkov && touch $@
 
