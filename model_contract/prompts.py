@@ -81,10 +81,28 @@ class PromptTemplate:
 # Shared by every template below; changing either is a new revision of each.
 _SYSTEM = "You classify biomedical papers."
 _INSTRUCTION = "Is this paper about cancer? Answer yes or no."
+# The label's meaning, in a prefix shared by every prompt of 64 tokens (SmolLM2's frame and
+# tokenizer, up to "Title:"): the prefix cache keeps whole KV blocks, so with the CPU engine's
+# 32-token blocks no paper computes those 64 tokens; the short instruction's 27-token prefix
+# filled no block. A test holds the prefix at a whole number of blocks.
+_DEFINED_INSTRUCTION = (
+    "Is this paper about cancer, that is, about a malignant neoplasm (carcinoma, sarcoma, "
+    "lymphoma, leukemia, melanoma, glioma and others): its biology, causes, screening, "
+    "diagnosis or treatment? Answer yes or no."
+)
 
 TEMPLATES: dict[str, PromptTemplate] = {
     t.name: t
     for t in (
+        PromptTemplate(
+            name="cancer-yn-defined",
+            revision=1,
+            system=_SYSTEM,
+            instruction=_DEFINED_INSTRUCTION,
+            title_token_cap=64,
+            abstract_token_cap=96,
+            reread_abstract_cap=1024,
+        ),
         PromptTemplate(
             name="cancer-yn-short",
             revision=1,
@@ -113,7 +131,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         ),
     )
 }
-DEFAULT_TEMPLATE = "cancer-yn-short"
+DEFAULT_TEMPLATE = "cancer-yn-defined"
 
 
 def get_template(name: str = DEFAULT_TEMPLATE) -> PromptTemplate:
@@ -254,6 +272,15 @@ class PromptRenderer:
         if template is None:
             return None
         return PromptRenderer(template, self._frame, self.tokenizer)
+
+    def shared_prefix_tokens(self) -> int:
+        """How many leading tokens every rendered prompt shares (frame, system, instruction,
+        up to the title): what the engine's prefix cache can serve to every paper, in whole
+        KV blocks."""
+        first = self.tokenizer.encode(self.render("Alpha", "x").text).ids
+        second = self.tokenizer.encode(self.render("Zeta", "y").text).ids
+        return next(i for i, (a, b) in enumerate(zip(first, second, strict=False))
+                    if a != b)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)

@@ -21,15 +21,48 @@ def answer_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> tup
     rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
     keep = torch.unique(cols)  # sorted; the LM head runs at these positions only
     with fp32_head(model):
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                    logits_to_keep=keep, use_cache=False)
-    logits = out.logits[rows, torch.searchsorted(keep, cols)].float()
+        logits = answer_logits(model, inputs["input_ids"], inputs.get("attention_mask"), keep)
+    logits = logits[rows, torch.searchsorted(keep, cols)].float()
     gold = targets[rows, cols]
     total = F.cross_entropy(logits, gold, reduction="sum")
     # Like trl: normalised by the label count of the whole accumulated batch when given.
     denominator = num_items_in_batch if num_items_in_batch is not None else len(gold)
     top1 = (logits.argmax(-1) == gold).float().mean()
     return total / max(denominator, 1), top1
+
+
+# Below this many shared tokens a separate prefix pass saves less than it costs.
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix_length(input_ids: Any, attention_mask: Any, first_answer: int) -> int:
+    """How many leading tokens every row of the batch shares (all attended, none past the
+    first answer position); 0 for a single row. Rows are right-padded (trl's collator)."""
+
+    if input_ids.shape[0] < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(dim=0)
+    if attention_mask is not None:
+        same &= attention_mask.bool().all(dim=0)
+    differs = (~same).nonzero()
+    length = int(differs[0]) if len(differs) else input_ids.shape[1]
+    return min(length, first_answer)
+
+
+def answer_logits(model: Any, input_ids: Any, attention_mask: Any, keep: Any) -> Any:
+    """Logits (batch, len(keep), vocab) at the sorted positions `keep`. The prompt prefix every
+    row shares (the template's frame and instruction, 64 of about 190 tokens) is computed once
+    and its KV cache repeated over the batch, so a training step computes it once, not once a
+    paper; the loss and its gradients are those of the whole batch computed row by row."""
+    shared = shared_prefix_length(input_ids, attention_mask, int(keep[0]))
+    if shared < MIN_SHARED_PREFIX or getattr(model, "is_gradient_checkpointing", False):
+        return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep,
+                     use_cache=False).logits
+    prefix = model(input_ids=input_ids[:1, :shared], use_cache=True, logits_to_keep=1)
+    cache = prefix.past_key_values
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    return model(input_ids=input_ids[:, shared:], attention_mask=attention_mask,
+                 past_key_values=cache, logits_to_keep=keep - shared, use_cache=True).logits
 
 
 @contextmanager

@@ -23,6 +23,17 @@ def test_render_uses_chat_template_and_puts_instruction_first(renderer) -> None:
     assert text.index(renderer.template.instruction) < text.index("A title")
 
 
+def test_default_prefix_fills_whole_cpu_kv_blocks(renderer, base_model_dir: Path) -> None:
+    # The prefix cache serves whole blocks only: the default template's shared prefix is two
+    # full CPU blocks, the short template's filled none.
+    from inference.engine import EngineSettings
+
+    block = EngineSettings().cpu_block_size
+    assert renderer.template.name == "cancer-yn-defined"
+    assert renderer.shared_prefix_tokens() == 2 * block
+    assert load_renderer(base_model_dir, "cancer-yn-short").shared_prefix_tokens() < block
+
+
 def test_abstract_cap_truncates_at_token_boundary(base_model_dir: Path) -> None:
     renderer = load_renderer(base_model_dir, "cancer-yn-short")
     cap = renderer.template.abstract_token_cap

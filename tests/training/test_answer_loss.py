@@ -66,3 +66,56 @@ def test_answer_logits_are_fp32_under_bf16_autocast(base_model_dir: Path) -> Non
     assert (fine[top] * 16 - (fine[top] * 16).round()).abs().max() > 0.1
     assert torch.allclose(fine[top], coarse.float()[top], atol=0.13)  # rounding, nothing more
     assert model.get_output_embeddings()._forward_hooks == {}  # the hook is removed
+
+
+def test_shared_prefix_length_stops_at_padding_a_difference_or_the_answer() -> None:
+    import torch
+
+    from training.answer_loss import shared_prefix_length
+
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 1, 0]])
+    assert shared_prefix_length(ids, torch.ones_like(ids), first_answer=4) == 3
+    assert shared_prefix_length(ids, torch.ones_like(ids), first_answer=2) == 2
+    same = torch.tensor([[5, 6, 7, 2], [5, 6, 7, 2]])
+    assert shared_prefix_length(same, torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]), 3) == 2
+    assert shared_prefix_length(ids[:1], None, first_answer=4) == 0  # one row: nothing shared
+
+
+def test_shared_prefix_pass_gives_the_rowwise_loss_and_gradients(
+        base_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prefix every row shares, computed once and its KV cache repeated over the batch,
+    gives the loss and LoRA gradients of computing each row whole."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from training import answer_loss as module
+
+    base = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False)).eval()
+    renderer = load_renderer(base_model_dir)  # the default template: a 64-token prefix
+    papers = [Paper("1", "Glioma grading", "MRI of brain tumours in adults.", "cancer"),
+              Paper("2", "Asthma in children", "A cohort study " * 12, "non_cancer"),
+              Paper("3", "Statins and sepsis", "A trial.", "non_cancer")]
+    rows = [encode_example(renderer, p, None) for p in papers]
+    width = max(len(r["input_ids"]) for r in rows)
+    pad = lambda seq, v: seq + [v] * (width - len(seq))  # noqa: E731
+    batch = {"input_ids": torch.tensor([pad(r["input_ids"], 2) for r in rows]),
+             "attention_mask": torch.tensor([pad([1] * len(r["input_ids"]), 0) for r in rows]),
+             "labels": torch.tensor([pad(r["labels"], IGNORE) for r in rows])}
+    assert module.shared_prefix_length(batch["input_ids"], batch["attention_mask"], 99) >= 64
+
+    def loss_and_grads() -> tuple[float, list]:
+        model.zero_grad()
+        loss, _ = module.answer_loss(model, batch)
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    shared_loss, shared_grads = loss_and_grads()
+    monkeypatch.setattr(module, "MIN_SHARED_PREFIX", 10**6)  # every row computed whole
+    whole_loss, whole_grads = loss_and_grads()
+    assert shared_loss == pytest.approx(whole_loss, rel=1e-4)
+    assert len(shared_grads) == 2 * 2 * 30  # A and B of q and v in every layer
+    for shared, whole in zip(shared_grads, whole_grads, strict=True):
+        assert torch.allclose(shared, whole, rtol=1e-3, atol=1e-6)
