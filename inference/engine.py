@@ -28,6 +28,7 @@ from hardware.cpus import usable_cores
 from hardware.precision import PrecisionChoice, PrecisionSetting, choose, detect_cuda
 from inference.engine_headers import PRECISION_ENV
 from model_contract.layout import SERVED_NAME, load_renderer
+from model_contract.prompts import CPU_KV_BLOCK_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,9 @@ class EngineSettings(BaseSettings):
         "(VLLM_CPU_OMP_THREADS_BIND); auto = every core this process may use"
     )
     cpu_block_size: int = Field(
-        32, ge=32, multiple_of=32, description="KV-cache block on CPU, in tokens (multiples of "
-        "32 on vLLM's CPU backend): the prefix cache shares whole blocks, and the default "
-        "template's 64-token shared prefix fills two")
+        CPU_KV_BLOCK_TOKENS, ge=32, multiple_of=32, description="KV-cache block on CPU, in "
+        "tokens (multiples of 32 on vLLM's CPU backend): the prefix cache shares whole blocks, "
+        "and the default template's 64-token shared prefix fills two")
     enforce_eager: bool = Field(
         True, description="Skip graph compilation: ready in ~30 s instead of ~150 s on CPU"
     )

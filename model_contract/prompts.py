@@ -81,6 +81,9 @@ class PromptTemplate:
 # Shared by every template below; changing either is a new revision of each.
 _SYSTEM = "You classify biomedical papers."
 _INSTRUCTION = "Is this paper about cancer? Answer yes or no."
+# vLLM's CPU backend keeps KV in blocks of a multiple of 32 tokens, and its prefix cache serves
+# whole blocks: the served engine and the evaluation engine both use this size on CPU.
+CPU_KV_BLOCK_TOKENS = 32
 # The label's meaning, in a prefix shared by every prompt of 64 tokens (SmolLM2's frame and
 # tokenizer, up to "Title:"): the prefix cache keeps whole KV blocks, so with the CPU engine's
 # 32-token blocks no paper computes those 64 tokens; the short instruction's 27-token prefix

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from model_contract.layout import load_renderer
-from model_contract.prompts import TEMPLATES, PromptRenderer
+from model_contract.prompts import CPU_KV_BLOCK_TOKENS, TEMPLATES, PromptRenderer
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,7 @@ def test_render_uses_chat_template_and_puts_instruction_first(renderer) -> None:
 def test_default_prefix_fills_whole_cpu_kv_blocks(renderer, base_model_dir: Path) -> None:
     # The prefix cache serves whole blocks only: the default template's shared prefix is two
     # full CPU blocks, the short template's filled none.
-    from inference.engine import EngineSettings
-
-    block = EngineSettings().cpu_block_size
+    block = CPU_KV_BLOCK_TOKENS
     assert renderer.template.name == "cancer-yn-defined"
     assert renderer.shared_prefix_tokens() == 2 * block
     assert load_renderer(base_model_dir, "cancer-yn-short").shared_prefix_tokens() < block

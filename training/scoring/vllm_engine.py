@@ -12,7 +12,7 @@ from pathlib import Path
 from unittest import mock
 
 from hardware.cpus import usable_cores
-from model_contract.prompts import PromptRenderer
+from model_contract.prompts import CPU_KV_BLOCK_TOKENS, PromptRenderer
 from model_contract.reading import LabelScore, sampling_params, score_from_logprobs
 from preprocessing.papers import Paper
 
@@ -69,7 +69,9 @@ def open_engine(model_dir: Path | str, max_model_len: int):
     from training.settings import TrainingSettings
 
     on_gpu = _on_gpu()
-    kwargs = {"gpu_memory_utilization": 0.5} if on_gpu else {}
+    # On CPU, blocks the template's shared prefix fills, so evaluation computes it once.
+    kwargs = ({"gpu_memory_utilization": 0.5} if on_gpu else
+              {"block_size": CPU_KV_BLOCK_TOKENS, "enable_prefix_caching": True})
     precision = TrainingSettings().choose_precision("cuda" if on_gpu else "cpu")
     log.info("offline vLLM engine: %s", precision.describe())
     with hidden_unsafe_modules():
