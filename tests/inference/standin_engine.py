@@ -24,7 +24,8 @@ PRECISION = {"precision": "float32", "reason": "stand-in engine", "device": "cpu
 
 @dataclass
 class Script:
-    #: Cancer probability to answer: a number, or a function of the prompt.
+    #: Cancer probability to answer: a number, or a function of the paper's part of the
+    #: prompt (from its title on: the instruction names cancers too, as a model reads it).
     cancer_probability: float | Callable[[str], float] = 0.9
     #: Answer completions with this status instead (None: answer normally) ...
     fail_status: int | None = None
@@ -131,7 +132,7 @@ class StandInEngine:
             if script.malformed:
                 return web.json_response({"choices": []}, headers=self._headers())
             p = script.cancer_probability
-            cancer = p(body["prompt"]) if callable(p) else p
+            cancer = p(body["prompt"].split("\nTitle:", 1)[-1]) if callable(p) else p
             choice = {"index": 0, "text": "", "logprobs": {
                 "tokens": [f"token_id:{self.label_ids['cancer']}"],
                 "top_logprobs": [self.logprobs(cancer)]}}

@@ -11,13 +11,16 @@ from preprocessing.papers import Paper
 from training.answer_loss import answer_loss
 from training.data import IGNORE, encode_example
 
+PAPERS = [Paper("1", "Glioma grading", "MRI of brain tumours in adults.", "cancer"),
+          Paper("2", "Asthma in children", "A cohort study " * 30, "non_cancer")]
 
-def _batch(base_model_dir: Path, eos: int | None) -> dict:
+
+def _batch(base_model_dir: Path, eos: int | None, template: str = "cancer-yn-short",
+           papers: list[Paper] = PAPERS) -> dict:
+    """Right-padded rows, as trl's collator gives them."""
     import torch
 
-    renderer = load_renderer(base_model_dir, "cancer-yn-short")
-    papers = [Paper("1", "Glioma grading", "MRI of brain tumours in adults.", "cancer"),
-              Paper("2", "Asthma in children", "A cohort study " * 30, "non_cancer")]
+    renderer = load_renderer(base_model_dir, template)
     rows = [encode_example(renderer, p, eos) for p in papers]
     width = max(len(r["input_ids"]) for r in rows)
     pad = lambda seq, v: seq + [v] * (width - len(seq))  # noqa: E731
@@ -96,16 +99,8 @@ def test_shared_prefix_pass_gives_the_rowwise_loss_and_gradients(
                                                 num_hidden_layers=4)
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
                                             init_lora_weights=False)).eval()
-    renderer = load_renderer(base_model_dir)  # the default template: a 64-token prefix
-    papers = [Paper("1", "Glioma grading", "MRI of brain tumours in adults.", "cancer"),
-              Paper("2", "Asthma in children", "A cohort study " * 12, "non_cancer"),
-              Paper("3", "Statins and sepsis", "A trial.", "non_cancer")]
-    rows = [encode_example(renderer, p, None) for p in papers]
-    width = max(len(r["input_ids"]) for r in rows)
-    pad = lambda seq, v: seq + [v] * (width - len(seq))  # noqa: E731
-    batch = {"input_ids": torch.tensor([pad(r["input_ids"], 2) for r in rows]),
-             "attention_mask": torch.tensor([pad([1] * len(r["input_ids"]), 0) for r in rows]),
-             "labels": torch.tensor([pad(r["labels"], IGNORE) for r in rows])}
+    papers = [*PAPERS, Paper("3", "Statins and sepsis", "A trial.", "non_cancer")]
+    batch = _batch(base_model_dir, None, "cancer-yn-defined", papers)  # a 64-token prefix
     assert module.shared_prefix_length(batch["input_ids"], batch["attention_mask"], 99) >= 64
 
     def loss_and_grads() -> tuple[float, list]:
