@@ -20,7 +20,9 @@ def test_base_model_answers_a_prompt(base_model_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32).eval()
     assert model.config.num_hidden_layers == 30 and model.config.vocab_size == 49152
-    renderer = load_renderer(base_model_dir)
+    # The short instruction: after the default's longer one (the label defined), the untuned
+    # model continues the title instead of answering; fine-tuning teaches it the answer.
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
     prompt = renderer.render("Breast cancer incidence in 2020",
                              "We report breast cancer incidence and mortality.").text
     ids = tokenizer(prompt, return_tensors="pt")
