@@ -53,7 +53,8 @@ def answer_logits(model: Any, input_ids: Any, attention_mask: Any, keep: Any) ->
     """Logits (batch, len(keep), vocab) at the sorted positions `keep`. The prompt prefix every
     row shares (the template's frame and instruction, 64 of about 190 tokens) is computed once
     and its KV cache repeated over the batch, so a training step computes it once, not once a
-    paper; the loss and its gradients are those of the whole batch computed row by row."""
+    paper. Without dropout the loss and its gradients are those of the batch computed row by row
+    (tested); with LoRA dropout the prefix draws one mask for the batch instead of one a row."""
     shared = shared_prefix_length(input_ids, attention_mask, int(keep[0]))
     if shared < MIN_SHARED_PREFIX or getattr(model, "is_gradient_checkpointing", False):
         return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep,
