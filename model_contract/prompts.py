@@ -86,8 +86,8 @@ _INSTRUCTION = "Is this paper about cancer? Answer yes or no."
 CPU_KV_BLOCK_TOKENS = 32
 # The label's meaning, in a prefix shared by every prompt of 64 tokens (SmolLM2's frame and
 # tokenizer, up to "Title:"): the prefix cache keeps whole KV blocks, so with the CPU engine's
-# 32-token blocks no paper computes those 64 tokens; the short instruction's 27-token prefix
-# filled no block. A test holds the prefix at a whole number of blocks.
+# 32-token blocks only reads in the engine's first step compute them; the short instruction's
+# 27-token prefix filled no block. A test holds the prefix at a whole number of blocks.
 _DEFINED_INSTRUCTION = (
     "Is this paper about cancer, that is, about a malignant neoplasm (carcinoma, sarcoma, "
     "lymphoma, leukemia, melanoma, glioma and others): its biology, causes, screening, "

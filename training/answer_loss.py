@@ -38,7 +38,6 @@ MIN_SHARED_PREFIX = 16
 def shared_prefix_length(input_ids: Any, attention_mask: Any, first_answer: int) -> int:
     """How many leading tokens every row of the batch shares (all attended, none past the
     first answer position); 0 for a single row. Rows are right-padded (trl's collator)."""
-
     if input_ids.shape[0] < 2:
         return 0
     same = (input_ids == input_ids[:1]).all(dim=0)
