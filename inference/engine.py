@@ -57,6 +57,10 @@ class EngineSettings(BaseSettings):
         CPU_KV_BLOCK_TOKENS, ge=32, multiple_of=32, description="KV-cache block on CPU, in "
         "tokens (multiples of 32 on vLLM's CPU backend): the prefix cache shares whole blocks, "
         "and the default template's 64-token shared prefix fills two")
+    cpu_worker_in_engine_core: bool = Field(
+        True, description="On CPU, run vLLM's model worker inside its engine-core process "
+        "(VLLM_ENABLE_V1_MULTIPROCESSING=0) instead of a third process that imports vLLM "
+        "again: a cold start 20-40 s shorter on 2 cores at the same MFU")
     enforce_eager: bool = Field(
         True, description="Skip graph compilation: ready in ~30 s instead of ~150 s on CPU"
     )
@@ -118,6 +122,10 @@ def build_command(settings: EngineSettings, model_dir: Path,
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
             "VLLM_CPU_OMP_THREADS_BIND": usable_cores() if bind == "auto" else bind,
         }
+        if settings.cpu_worker_in_engine_core:
+            # The server still runs its engine core in a process of its own; this only keeps
+            # the worker in it (vLLM's CPU platform otherwise forces its multiprocess executor).
+            env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         args += ["--max-num-batched-tokens", str(batched),
                  "--block-size", str(settings.cpu_block_size)]
         _log_prefix_blocks(renderer.shared_prefix_tokens(), settings.cpu_block_size)

@@ -75,17 +75,27 @@ def free_port(preferred: int) -> int:
 def start_engine(model_dir: Path, port: int, settings: engine_mod.EngineSettings) -> EngineProc:
     """Start an engine in its own process group (it outlives the command that started it) and
     wait until it serves; a failed start is killed, never left half-running."""
+    process, url, settings = _launch_engine(model_dir, port, settings)
+    _await_engine(process, url, settings)
+    return EngineProc(url, port, process.pid, str(model_dir))
+
+
+def _launch_engine(model_dir: Path, port: int, settings: engine_mod.EngineSettings
+                   ) -> tuple[subprocess.Popen, str, engine_mod.EngineSettings]:
     settings = settings.model_copy(update={"port": port, "host": "127.0.0.1"})
     RUN_DIR.mkdir(exist_ok=True)
     process = engine_mod.start(settings, model_dir, log_path=RUN_DIR / f"engine-{port}.log",
                                detach=True)
-    url = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}", settings
+
+
+def _await_engine(process: subprocess.Popen, url: str,
+                  settings: engine_mod.EngineSettings) -> None:
     try:
         engine_mod.wait_ready(url, settings.served_model_name, settings.ready_timeout_s, process)
     except BaseException:
         stop_process(process.pid)
         raise
-    return EngineProc(url, port, process.pid, str(model_dir))
 
 
 def stop_process(pid: int, timeout_s: float = 20.0) -> None:
@@ -123,6 +133,16 @@ def _is_zombie(pid: int) -> bool:
 
 def start_gateway(engine_urls: list[str], model_dir: Path, port: int,
                   env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a gateway in front of running engines and wait until it is ready (/readyz 200)
+    for up to GATEWAY_READY_TIMEOUT_S; a gateway that exits or never gets ready is stopped and
+    raises RuntimeError or TimeoutError."""
+    process, url = _launch_gateway(engine_urls, model_dir, port, env)
+    _await_gateway(process, url, GATEWAY_READY_TIMEOUT_S)
+    return process, url
+
+
+def _launch_gateway(engine_urls: list[str], model_dir: Path, port: int,
+                    env: dict[str, str] | None) -> tuple[subprocess.Popen, str]:
     gateway_env = os.environ | (env or {}) | {
         "GATEWAY_ENGINE_URLS": ",".join(engine_urls),
         "GATEWAY_MODEL_DIR": str(model_dir),
@@ -133,32 +153,65 @@ def start_gateway(engine_urls: list[str], model_dir: Path, port: int,
     log = open(RUN_DIR / f"gateway-{port}.log", "ab")  # noqa: SIM115 - owned by the child
     process = subprocess.Popen([sys.executable, "-m", "inference", "gateway"], env=gateway_env,
                                stdout=log, stderr=log, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
 
+
+def _await_gateway(process: subprocess.Popen, url: str, timeout_s: float) -> None:
     def ready() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"gateway exited with {process.returncode}; see {log.name}")
+            raise RuntimeError(f"gateway exited with {process.returncode}; see "
+                               f"{RUN_DIR}/gateway-*.log")
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
 
-    # Ask every 0.3 s for up to GATEWAY_READY_TIMEOUT_S; a gateway that exits fails at once.
+    # Ask every 0.3 s; a gateway that exits fails at once.
     try:
-        engine_mod.wait_until(ready, GATEWAY_READY_TIMEOUT_S, 0.3, "gateway")
-    except TimeoutError:
+        engine_mod.wait_until(ready, timeout_s, 0.3, "gateway")
+    except BaseException:
         stop_process(process.pid)
         raise
-    return process, url
+
+
+@dataclass
+class Serving:
+    """An engine and a gateway in front of it, with when each got ready (seconds after the
+    start)."""
+    engine: EngineProc
+    gateway: subprocess.Popen
+    gateway_url: str
+    engine_ready_s: float
+    ready_s: float
+
+
+def start_serving(model_dir: Path, engine_port: int, gateway_port: int,
+                  engine_settings: engine_mod.EngineSettings,
+                  gateway_env: dict[str, str] | None = None) -> Serving:
+    """Start an engine and a gateway at once, as a cluster starts their pods: the gateway's
+    own start (imports, tokenizer) overlaps the engine's, and it gets ready as soon as the
+    engine serves. Returns once the gateway is ready; on any failure both are stopped and the
+    error (RuntimeError, TimeoutError) propagates."""
+    started = time.monotonic()
+    process, engine_url, engine_settings = _launch_engine(model_dir, engine_port,
+                                                          engine_settings)
+    gateway = None
+    try:
+        gateway, url = _launch_gateway([engine_url], model_dir, gateway_port, gateway_env)
+        _await_engine(process, engine_url, engine_settings)
+        engine_ready_s = time.monotonic() - started
+        _await_gateway(gateway, url, GATEWAY_READY_TIMEOUT_S)
+    except BaseException:
+        if gateway is not None:
+            stop_process(gateway.pid)
+        stop_process(process.pid)
+        raise
+    engine = EngineProc(engine_url, engine_port, process.pid, str(model_dir))
+    return Serving(engine, gateway, url, engine_ready_s, time.monotonic() - started)
 
 
 def start_local(model_dir: Path, engine_port: int, gateway_port: int) -> ServeState:
-    """Engine, then gateway in front of it; the state file records both for deploy-model."""
-    started = time.monotonic()
-    proc = start_engine(model_dir, free_port(engine_port), engine_mod.EngineSettings())
-    try:
-        gateway, url = start_gateway([proc.url], model_dir, free_port(gateway_port))
-    except BaseException:
-        stop_process(proc.pid)
-        raise
-    state = ServeState(url, gateway.pid, [proc])
+    """Engine and gateway started together; the state file records both for deploy-model."""
+    serving = start_serving(model_dir, free_port(engine_port), free_port(gateway_port),
+                            engine_mod.EngineSettings())
+    state = ServeState(serving.gateway_url, serving.gateway.pid, [serving.engine])
     state.save()
-    print(f"engine + gateway ready in {time.monotonic() - started:.0f} s", flush=True)
+    print(f"engine + gateway ready in {serving.ready_s:.0f} s", flush=True)
     return state

@@ -31,27 +31,23 @@ def corpus_of(data_dir: Path, n: int, split: str = "test") -> pa.Table:
 
 def rest_path(model_dir: Path, papers: Path, out: Path, batch_size: int,
               concurrency: int) -> dict[str, Any]:
-    """Engine + gateway started (timed apart), then `inference.bulk` over all papers."""
+    """Engine + gateway started together (their start timed apart), then `inference.bulk` over
+    all papers."""
     from inference.bulk import Backoff, classify_file
     from inference.engine import EngineSettings
-    from inference.local import free_port, start_engine, start_gateway, stop_process
+    from inference.local import free_port, start_serving, stop_process
 
-    started = time.perf_counter()
-    engine = start_engine(model_dir, free_port(8300), EngineSettings())
-    gateway = None
+    serving = start_serving(model_dir, free_port(8300), free_port(8380), EngineSettings(),
+                            {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": ""})
     try:
-        gateway, url = start_gateway([engine.url], model_dir, free_port(8380),
-                                     {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": ""})
-        ready_s = time.perf_counter() - started
         t0 = time.perf_counter()
-        result = asyncio.run(classify_file(papers, out, url, batch_size, concurrency, None,
-                                           Backoff()))
+        result = asyncio.run(classify_file(papers, out, serving.gateway_url, batch_size,
+                                           concurrency, None, Backoff()))
         seconds = time.perf_counter() - t0
     finally:
-        if gateway is not None:
-            stop_process(gateway.pid)
-        stop_process(engine.pid)
-    return {"papers": result.table.num_rows, "startup_s": round(ready_s, 1),
+        stop_process(serving.gateway.pid)
+        stop_process(serving.engine.pid)
+    return {"papers": result.table.num_rows, "startup_s": round(serving.ready_s, 1),
             "seconds": round(seconds, 1), "papers_per_s": round(result.table.num_rows / seconds, 2),
             "labels": dict(zip(result.table["key"].to_pylist(),
                                result.table["label"].to_pylist(), strict=True))}

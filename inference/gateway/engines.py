@@ -116,7 +116,11 @@ class EnginePool:
         await asyncio.gather(*(self._probe(e) for e in self.engines))
 
     async def serves_model(self, model_name: str) -> bool:
-        """Ready = some healthy engine lists the expected model."""
+        """Ready = some healthy engine lists the expected model. With none healthy the engines
+        are probed now, not at the health loop's next turn: a gateway started beside a
+        starting engine is ready as soon as the engine serves."""
+        if not self.healthy():
+            await self.probe_all()
         for engine in self.healthy():
             try:
                 async with self.session.get(f"{engine.url}/v1/models",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -99,33 +98,28 @@ class Services:
 @contextmanager
 def started_services(opts: BenchOptions, engine_settings: Any,
                      first_paper: Paper) -> Iterator[Services]:
-    """Start engine + gateway; ready once the gateway has answered `first_paper` (the cold
-    start). Both are stopped when the block ends, however it ends."""
-    from inference.local import free_port, start_engine, start_gateway, stop_process
+    """Start engine + gateway together (as a cluster starts their pods); ready once the
+    gateway has answered `first_paper` (the cold start). Both are stopped when the block ends,
+    however it ends."""
+    from inference.local import free_port, start_serving, stop_process
 
     s = opts.settings
     started = time.perf_counter()
-    gateway: subprocess.Popen | None = None
-    engine = None
+    # The result cache off: every timed request reaches the engine, whatever came before.
+    gateway_env = {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": "",
+                   "GATEWAY_MAX_IN_FLIGHT": str(max(64, s.concurrency))}
+    # /reset_prefix_cache, for this engine only.
+    with mock.patch.dict(os.environ, {"VLLM_SERVER_DEV_MODE": "1"}):
+        serving = start_serving(opts.model_dir, free_port(s.engine_port),
+                                free_port(s.gateway_port), engine_settings, gateway_env)
     try:
-        # /reset_prefix_cache, for this engine only.
-        with mock.patch.dict(os.environ, {"VLLM_SERVER_DEV_MODE": "1"}):
-            engine = start_engine(opts.model_dir, free_port(s.engine_port), engine_settings)
-        engine_ready_s = time.perf_counter() - started
-        # The result cache off: every timed request reaches the engine, whatever came before.
-        gateway_env = {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": "",
-                       "GATEWAY_MAX_IN_FLIGHT": str(max(64, s.concurrency))}
-        gateway, gateway_url = start_gateway([engine.url], opts.model_dir,
-                                             free_port(s.gateway_port), gateway_env)
-        gateway_ready_s = time.perf_counter() - started
-        asyncio.run(_first_answer(gateway_url, first_paper))
-        yield Services(engine.url, gateway_url, engine_settings.served_model_name,
-                       engine_ready_s, gateway_ready_s, time.perf_counter() - started)
+        asyncio.run(_first_answer(serving.gateway_url, first_paper))
+        yield Services(serving.engine.url, serving.gateway_url,
+                       engine_settings.served_model_name, serving.engine_ready_s,
+                       serving.ready_s, time.perf_counter() - started)
     finally:
-        if gateway is not None:
-            stop_process(gateway.pid)
-        if engine is not None:
-            stop_process(engine.pid)
+        stop_process(serving.gateway.pid)
+        stop_process(serving.engine.pid)
 
 
 async def _rounds(served: Served, opts: BenchOptions, papers: list[Paper],

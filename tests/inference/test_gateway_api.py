@@ -180,6 +180,19 @@ def test_readyz_is_a_503_problem_when_no_engine_serves_the_model(
     assert body["engines"][0]["url"] == standin.url
 
 
+def test_readyz_probes_at_once_when_no_engine_was_healthy(
+        make_client, standin: StandInEngine) -> None:
+    """A gateway started beside a starting engine is ready as soon as the engine serves, not
+    at the health loop's next turn (60 s in these tests)."""
+    standin.script.health_status = 503
+    client = make_client()
+    assert client.get("/readyz").status_code == 503
+    standin.script.health_status = 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["engines"][0]["healthy"] is True
+
+
 def test_cache_hits_return_the_same_answer_without_an_engine_call(
         client: GatewayClient, standin: StandInEngine) -> None:
     hits = 'classifier_cache_requests_total{result="hit"}'
