@@ -46,8 +46,10 @@ class EngineSettings(BaseSettings):
     precision: PrecisionSetting = Field(
         "auto", description="vLLM --dtype; auto = the hardware rule (bf16 where native, fp16 on "
         "NVIDIA before compute capability 8.0, else fp32)")
-    # CPU: the KV cache is plain memory; short prompts need little.
-    cpu_kvcache_gib: int = Field(2, description="KV cache size on CPU, in GiB "
+    # CPU: the KV cache is plain memory the OS faults in at start (7-15 s a GiB measured on a
+    # 2-core VM). 1 GiB holds about 23,000 fp32 tokens of the default model: 64 first reads
+    # of about 250 tokens in one step, with room left for second reads and cached prefixes.
+    cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache size on CPU, in GiB "
                                  "(VLLM_CPU_KVCACHE_SPACE)")
     cpu_threads_bind: str = Field(
         "auto", description="Cores the CPU engine computes on, e.g. 0-3 or 0,2 "
