@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tenacity import (
     RetryError,
@@ -31,6 +31,10 @@ from model_contract.layout import SERVED_NAME, load_renderer
 from model_contract.prompts import CPU_KV_BLOCK_TOKENS
 
 log = logging.getLogger(__name__)
+
+
+# One worker's core list in vLLM's syntax: "0-3", "0,2,5-6".
+_CORES = r"\d+(-\d+)?(,\d+(-\d+)?)*"
 
 
 class EngineSettings(BaseSettings):
@@ -52,9 +56,10 @@ class EngineSettings(BaseSettings):
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache size on CPU, in GiB "
                                  "(VLLM_CPU_KVCACHE_SPACE)")
     cpu_threads_bind: str = Field(
-        "auto", description="Cores the CPU engine computes on, e.g. 0-3 or 0,2 "
-        "(VLLM_CPU_OMP_THREADS_BIND); auto = every core this process may use"
-    )
+        "auto", pattern=rf"^(auto|nobind|{_CORES}(\|{_CORES})*)$",
+        description="Cores the CPU engine computes on, one thread each, e.g. 0-3 or 0,2 "
+        "(VLLM_CPU_OMP_THREADS_BIND); auto = every core this process may use; nobind = "
+        "leave threads to OpenMP")
     cpu_block_size: int = Field(
         CPU_KV_BLOCK_TOKENS, ge=32, multiple_of=32, description="KV-cache block on CPU, in "
         "tokens (multiples of 32 on vLLM's CPU backend): the prefix cache shares whole blocks, "
@@ -74,6 +79,14 @@ class EngineSettings(BaseSettings):
     extra_args: str = Field("", description="More vLLM arguments, space-separated")
     ready_timeout_s: float = Field(600, description="Seconds to wait for the server to serve "
                                    "the model before giving up")
+
+    @model_validator(mode="after")
+    def _one_core_list_for_a_worker_in_the_core(self) -> EngineSettings:
+        if self.cpu_worker_in_engine_core and "|" in self.cpu_threads_bind:
+            raise ValueError("cpu_threads_bind lists several workers (a|b); a worker in the "
+                             "engine core takes one list (or set "
+                             "ENGINE_CPU_WORKER_IN_ENGINE_CORE=false)")
+        return self
 
 
 def engine_device(settings: EngineSettings) -> str:
@@ -128,6 +141,7 @@ def build_command(settings: EngineSettings, model_dir: Path,
             # The server still runs its engine core in a process of its own; this only keeps
             # the worker in it (vLLM's CPU platform otherwise forces its multiprocess executor).
             env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            env |= omp_binding_env(env["VLLM_CPU_OMP_THREADS_BIND"])
         args += ["--max-num-batched-tokens", str(batched),
                  "--block-size", str(settings.cpu_block_size)]
         _log_prefix_blocks(renderer.shared_prefix_tokens(), settings.cpu_block_size)
@@ -138,6 +152,41 @@ def build_command(settings: EngineSettings, model_dir: Path,
         args.append("--enforce-eager")
     args += settings.extra_args.split()
     return args, env
+
+
+def omp_binding_env(cores: str) -> dict[str, str]:
+    """OpenMP settings that run one compute thread pinned to each of `cores` (vLLM's
+    VLLM_CPU_OMP_THREADS_BIND syntax for one worker: "0-3", "0,2,5-6"; "nobind": {}).
+
+    vLLM applies that variable only when it spawns its worker as a process of its own (vLLM
+    0.32, `OMPProcessManager.configure_omp_envs`); a worker kept in the engine core would
+    compute on as many threads as the machine has cores, unpinned. These standard OpenMP
+    variables (OpenMP 4.0 `OMP_PLACES`/`OMP_PROC_BIND`) reach it from the server's environment
+    instead. Raises ValueError for a list of several workers ("0-1|2-3") or a malformed one."""
+    if cores == "nobind":
+        return {}
+    if "|" in cores:
+        raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} lists several workers; a worker "
+                         "in the engine core takes one list (or set "
+                         "ENGINE_CPU_WORKER_IN_ENGINE_CORE=false)")
+    ids = _parse_core_list(cores)
+    return {"OMP_NUM_THREADS": str(len(ids)),
+            "OMP_PLACES": ",".join(f"{{{i}}}" for i in ids),
+            "OMP_PROC_BIND": "close"}
+
+
+def _parse_core_list(cores: str) -> list[int]:
+    ids: list[int] = []
+    try:
+        for part in cores.split(","):
+            first, _, last = part.partition("-")
+            ids += range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} is not a core list such as "
+                         "0-3 or 0,2") from None
+    if not ids:
+        raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} names no core")
+    return ids
 
 
 def _log_prefix_blocks(prefix_tokens: int, block_size: int) -> None:
@@ -151,13 +200,15 @@ def _log_prefix_blocks(prefix_tokens: int, block_size: int) -> None:
 
 
 def start(settings: EngineSettings, model_dir: Path, log_path: Path | None = None,
-          detach: bool = False) -> subprocess.Popen:
+          detach: bool = False, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the server (see `build_command`) with this environment plus `env` (for this
+    engine only); its output goes to `log_path` (default: ours)."""
     precision = engine_precision(settings)
     log.info("engine precision: %s", precision.describe())
     args, extra_env = build_command(settings, model_dir, precision)
     out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(args, env=os.environ | extra_env, stdout=out, stderr=out,
-                            start_new_session=detach)
+    return subprocess.Popen(args, env=os.environ | (env or {}) | extra_env, stdout=out,
+                            stderr=out, start_new_session=detach)
 
 
 def wait_until(ready: Callable[[], bool], timeout_s: float, interval_s: float,
@@ -179,12 +230,16 @@ def wait_until(ready: Callable[[], bool], timeout_s: float, interval_s: float,
 
 
 def wait_ready(url: str, model_name: str, timeout_s: float,
-               process: subprocess.Popen | None = None) -> float:
+               process: subprocess.Popen | None = None,
+               watch: Callable[[], None] | None = None) -> float:
     """Block until `url` serves `model_name`; returns the seconds waited. Fails fast when the
-    process dies instead of waiting out the timeout."""
+    process dies instead of waiting out the timeout (RuntimeError), or when `watch`, called
+    at each look, raises (a process started beside it that exited)."""
     def serves() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"engine exited with code {process.returncode} before ready")
+        if watch is not None:
+            watch()
         models = httpx.get(f"{url}/v1/models", timeout=2).json()
         return any(m["id"] == model_name for m in models.get("data", []))
 

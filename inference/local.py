@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -80,19 +81,21 @@ def start_engine(model_dir: Path, port: int, settings: engine_mod.EngineSettings
     return EngineProc(url, port, process.pid, str(model_dir))
 
 
-def _launch_engine(model_dir: Path, port: int, settings: engine_mod.EngineSettings
+def _launch_engine(model_dir: Path, port: int, settings: engine_mod.EngineSettings,
+                   env: dict[str, str] | None = None
                    ) -> tuple[subprocess.Popen, str, engine_mod.EngineSettings]:
     settings = settings.model_copy(update={"port": port, "host": "127.0.0.1"})
     RUN_DIR.mkdir(exist_ok=True)
     process = engine_mod.start(settings, model_dir, log_path=RUN_DIR / f"engine-{port}.log",
-                               detach=True)
+                               detach=True, env=env)
     return process, f"http://127.0.0.1:{port}", settings
 
 
-def _await_engine(process: subprocess.Popen, url: str,
-                  settings: engine_mod.EngineSettings) -> None:
+def _await_engine(process: subprocess.Popen, url: str, settings: engine_mod.EngineSettings,
+                  watch: Callable[[], None] | None = None) -> None:
     try:
-        engine_mod.wait_ready(url, settings.served_model_name, settings.ready_timeout_s, process)
+        engine_mod.wait_ready(url, settings.served_model_name, settings.ready_timeout_s,
+                              process, watch)
     except BaseException:
         stop_process(process.pid)
         raise
@@ -137,7 +140,7 @@ def start_gateway(engine_urls: list[str], model_dir: Path, port: int,
     for up to GATEWAY_READY_TIMEOUT_S; a gateway that exits or never gets ready is stopped and
     raises RuntimeError or TimeoutError."""
     process, url = _launch_gateway(engine_urls, model_dir, port, env)
-    _await_gateway(process, url, GATEWAY_READY_TIMEOUT_S)
+    _await_gateway(process, url, port, GATEWAY_READY_TIMEOUT_S)
     return process, url
 
 
@@ -150,17 +153,30 @@ def _launch_gateway(engine_urls: list[str], model_dir: Path, port: int,
         "GATEWAY_ADMIN_ENABLED": "true",
     }
     RUN_DIR.mkdir(exist_ok=True)
-    log = open(RUN_DIR / f"gateway-{port}.log", "ab")  # noqa: SIM115 - owned by the child
+    log = open(_gateway_log(port), "ab")  # noqa: SIM115 - owned by the child
     process = subprocess.Popen([sys.executable, "-m", "inference", "gateway"], env=gateway_env,
                                stdout=log, stderr=log, start_new_session=True)
     return process, f"http://127.0.0.1:{port}"
 
 
-def _await_gateway(process: subprocess.Popen, url: str, timeout_s: float) -> None:
-    def ready() -> bool:
+def _gateway_log(port: int) -> Path:
+    return RUN_DIR / f"gateway-{port}.log"
+
+
+def _gateway_alive(process: subprocess.Popen, port: int) -> Callable[[], None]:
+    """A check that raises RuntimeError, naming its log, once the gateway has exited."""
+    def check() -> None:
         if process.poll() is not None:
-            raise RuntimeError(f"gateway exited with {process.returncode}; see "
-                               f"{RUN_DIR}/gateway-*.log")
+            raise RuntimeError(f"gateway exited with code {process.returncode} before it was "
+                               f"ready; see {_gateway_log(port)}")
+    return check
+
+
+def _await_gateway(process: subprocess.Popen, url: str, port: int, timeout_s: float) -> None:
+    alive = _gateway_alive(process, port)
+
+    def ready() -> bool:
+        alive()
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
 
     # Ask every 0.3 s; a gateway that exits fails at once.
@@ -184,20 +200,23 @@ class Serving:
 
 def start_serving(model_dir: Path, engine_port: int, gateway_port: int,
                   engine_settings: engine_mod.EngineSettings,
-                  gateway_env: dict[str, str] | None = None) -> Serving:
+                  gateway_env: dict[str, str] | None = None,
+                  engine_env: dict[str, str] | None = None) -> Serving:
     """Start an engine and a gateway at once, as a cluster starts their pods: the gateway's
     own start (imports, tokenizer) overlaps the engine's, and it gets ready as soon as the
-    engine serves. Returns once the gateway is ready; on any failure both are stopped and the
-    error (RuntimeError, TimeoutError) propagates."""
+    engine serves. `gateway_env` and `engine_env` reach one process each. Returns once the
+    gateway is ready; when either exits first or a wait times out, both are stopped and the
+    error (RuntimeError naming the log, TimeoutError) propagates."""
     started = time.monotonic()
     process, engine_url, engine_settings = _launch_engine(model_dir, engine_port,
-                                                          engine_settings)
+                                                          engine_settings, engine_env)
     gateway = None
     try:
         gateway, url = _launch_gateway([engine_url], model_dir, gateway_port, gateway_env)
-        _await_engine(process, engine_url, engine_settings)
+        _await_engine(process, engine_url, engine_settings,
+                      watch=_gateway_alive(gateway, gateway_port))
         engine_ready_s = time.monotonic() - started
-        _await_gateway(gateway, url, GATEWAY_READY_TIMEOUT_S)
+        _await_gateway(gateway, url, gateway_port, GATEWAY_READY_TIMEOUT_S)
     except BaseException:
         if gateway is not None:
             stop_process(gateway.pid)

@@ -73,6 +73,7 @@ class EnginePool:
         self.session = session
         self.resolve = resolve
         self.engines = [Engine(u.rstrip("/")) for u in urls]
+        self._probing: asyncio.Future | None = None  # the on-demand probe now running
 
     def healthy(self) -> list[Engine]:
         return [e for e in self.engines if e.healthy]
@@ -115,12 +116,22 @@ class EnginePool:
             await self._refresh_addresses()
         await asyncio.gather(*(self._probe(e) for e in self.engines))
 
+    async def _probe_known(self) -> None:
+        """Probe the engines known now, once, for everyone who asks while it runs: a flood of
+        /readyz sends one /health per engine at a time. No DNS refresh here: that is the
+        health loop's, at its own pace."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.ensure_future(
+                asyncio.gather(*(self._probe(e) for e in self.engines)))
+        # Shielded: a caller that goes away does not cancel the others' probe.
+        await asyncio.shield(self._probing)
+
     async def serves_model(self, model_name: str) -> bool:
         """Ready = some healthy engine lists the expected model. With none healthy the engines
         are probed now, not at the health loop's next turn: a gateway started beside a
         starting engine is ready as soon as the engine serves."""
         if not self.healthy():
-            await self.probe_all()
+            await self._probe_known()
         for engine in self.healthy():
             try:
                 async with self.session.get(f"{engine.url}/v1/models",

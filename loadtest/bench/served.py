@@ -4,13 +4,11 @@ timed rounds of the engine called directly ("server") and of the gateway."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
 import httpx
 from tqdm import tqdm
@@ -108,10 +106,9 @@ def started_services(opts: BenchOptions, engine_settings: Any,
     # The result cache off: every timed request reaches the engine, whatever came before.
     gateway_env = {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": "",
                    "GATEWAY_MAX_IN_FLIGHT": str(max(64, s.concurrency))}
-    # /reset_prefix_cache, for this engine only.
-    with mock.patch.dict(os.environ, {"VLLM_SERVER_DEV_MODE": "1"}):
-        serving = start_serving(opts.model_dir, free_port(s.engine_port),
-                                free_port(s.gateway_port), engine_settings, gateway_env)
+    serving = start_serving(opts.model_dir, free_port(s.engine_port),
+                            free_port(s.gateway_port), engine_settings, gateway_env,
+                            engine_env={"VLLM_SERVER_DEV_MODE": "1"})  # /reset_prefix_cache
     try:
         asyncio.run(_first_answer(serving.gateway_url, first_paper))
         yield Services(serving.engine.url, serving.gateway_url,

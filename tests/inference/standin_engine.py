@@ -39,6 +39,8 @@ class Script:
     #: A 200 whose body is not a completion.
     malformed: bool = False
     health_status: int = 200
+    #: Seconds before answering a health probe.
+    health_delay_s: float = 0.0
     served_model: str = "paper-classifier"
     precision: dict | None = field(default_factory=lambda: dict(PRECISION))
 
@@ -66,6 +68,7 @@ class StandInEngine:
         self.bodies: list[dict] = []  # every completion request received, in order
         self.active = 0  # completions being answered now
         self.aborted = 0  # completions whose client went away before the answer
+        self.health_calls = 0
         self._lock = threading.Lock()
         app = web.Application()
         app.router.add_get("/health", self._health)
@@ -98,6 +101,8 @@ class StandInEngine:
         return {PRECISION_HEADER: orjson.dumps(precision).decode()} if precision else {}
 
     async def _health(self, _: web.Request) -> web.Response:
+        self.health_calls += 1  # on the stand-in's own loop: no lock needed
+        await asyncio.sleep(self.script.health_delay_s)
         return web.Response(status=self.script.health_status, headers=self._headers())
 
     async def _models(self, _: web.Request) -> web.Response:
