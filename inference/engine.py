@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tenacity import (
     RetryError,
@@ -27,6 +27,7 @@ from tenacity import (
 from hardware.cpus import usable_cores
 from hardware.precision import PrecisionChoice, PrecisionSetting, choose, detect_cuda
 from inference.engine_headers import PRECISION_ENV
+from inference.engine_server import CORE_OMP_ENV
 from model_contract.layout import SERVED_NAME, load_renderer
 from model_contract.prompts import CPU_KV_BLOCK_TOKENS
 
@@ -80,9 +81,19 @@ class EngineSettings(BaseSettings):
     ready_timeout_s: float = Field(600, description="Seconds to wait for the server to serve "
                                    "the model before giving up")
 
+    @field_validator("cpu_threads_bind")
+    @classmethod
+    def _core_lists_parse(cls, value: str) -> str:
+        if value not in ("auto", "nobind"):
+            for worker in value.split("|"):
+                parse_core_list(worker)
+        return value
+
     @model_validator(mode="after")
     def _one_core_list_for_a_worker_in_the_core(self) -> EngineSettings:
-        if self.cpu_worker_in_engine_core and "|" in self.cpu_threads_bind:
+        # On GPU the setting is unused; with device auto, build_command checks it on CPU.
+        if (self.device == "cpu" and self.cpu_worker_in_engine_core
+                and "|" in self.cpu_threads_bind):
             raise ValueError("cpu_threads_bind lists several workers (a|b); a worker in the "
                              "engine core takes one list (or set "
                              "ENGINE_CPU_WORKER_IN_ENGINE_CORE=false)")
@@ -113,7 +124,7 @@ def build_command(settings: EngineSettings, model_dir: Path,
     # The context must hold the longer second read when the template has one.
     max_len = max(first_len, reread.max_prompt_tokens() + 1 if reread else 0)
     args = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        sys.executable, "-m", "inference.engine_server",  # vLLM's OpenAI server
         "--model", str(model_dir),
         "--served-model-name", settings.served_model_name,
         "--host", settings.host, "--port", str(settings.port),
@@ -141,7 +152,7 @@ def build_command(settings: EngineSettings, model_dir: Path,
             # The server still runs its engine core in a process of its own; this only keeps
             # the worker in it (vLLM's CPU platform otherwise forces its multiprocess executor).
             env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-            env |= omp_binding_env(env["VLLM_CPU_OMP_THREADS_BIND"])
+            env[CORE_OMP_ENV] = json.dumps(omp_binding_env(env["VLLM_CPU_OMP_THREADS_BIND"]))
         args += ["--max-num-batched-tokens", str(batched),
                  "--block-size", str(settings.cpu_block_size)]
         _log_prefix_blocks(renderer.shared_prefix_tokens(), settings.cpu_block_size)
@@ -154,38 +165,46 @@ def build_command(settings: EngineSettings, model_dir: Path,
     return args, env
 
 
-def omp_binding_env(cores: str) -> dict[str, str]:
+def omp_binding_env(cores: str, allowed: set[int] | None = None) -> dict[str, str]:
     """OpenMP settings that run one compute thread pinned to each of `cores` (vLLM's
-    VLLM_CPU_OMP_THREADS_BIND syntax for one worker: "0-3", "0,2,5-6"; "nobind": {}).
+    VLLM_CPU_OMP_THREADS_BIND syntax for one worker: "0-3", "0,2,5-6"; "nobind": {}), for the
+    engine core only (see inference/engine_server.py).
 
     vLLM applies that variable only when it spawns its worker as a process of its own (vLLM
     0.32, `OMPProcessManager.configure_omp_envs`); a worker kept in the engine core would
-    compute on as many threads as the machine has cores, unpinned. These standard OpenMP
-    variables (OpenMP 4.0 `OMP_PLACES`/`OMP_PROC_BIND`) reach it from the server's environment
-    instead. Raises ValueError for a list of several workers ("0-1|2-3") or a malformed one."""
+    otherwise compute unpinned. Standard OpenMP variables (OpenMP 4.0 `OMP_PLACES`,
+    `OMP_PROC_BIND`) pin it instead. Raises ValueError for a list of several workers
+    ("0-1|2-3"), a malformed one, or cores outside `allowed` (default: this process's
+    affinity), where the threads would share the cores they may use."""
     if cores == "nobind":
         return {}
     if "|" in cores:
         raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} lists several workers; a worker "
                          "in the engine core takes one list (or set "
                          "ENGINE_CPU_WORKER_IN_ENGINE_CORE=false)")
-    ids = _parse_core_list(cores)
+    ids = parse_core_list(cores)
+    allowed = os.sched_getaffinity(0) if allowed is None else allowed
+    if outside := sorted(set(ids) - allowed):
+        raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} names cores {outside} this "
+                         f"process may not use (it may use {sorted(allowed)})")
     return {"OMP_NUM_THREADS": str(len(ids)),
             "OMP_PLACES": ",".join(f"{{{i}}}" for i in ids),
             "OMP_PROC_BIND": "close"}
 
 
-def _parse_core_list(cores: str) -> list[int]:
+def parse_core_list(cores: str) -> list[int]:
+    """[0, 2, 5, 6] from "0,2,5-6". Raises ValueError for anything else: a range that runs
+    backwards, a core named twice, not numbers."""
     ids: list[int] = []
-    try:
-        for part in cores.split(","):
-            first, _, last = part.partition("-")
-            ids += range(int(first), int(last or first) + 1)
-    except ValueError:
-        raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} is not a core list such as "
-                         "0-3 or 0,2") from None
-    if not ids:
-        raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} names no core")
+    for part in cores.split(","):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"{cores!r} is not a core list such as 0-3 or 0,2")
+        if dash and int(last) < int(first):
+            raise ValueError(f"{cores!r}: the range {part} runs backwards")
+        ids += range(int(first), int(last or first) + 1)
+    if len(set(ids)) < len(ids):
+        raise ValueError(f"{cores!r} names a core twice")
     return ids
 
 

@@ -19,7 +19,6 @@ async def _readiness_flood(url: str, callers: int) -> list[bool]:
 
 
 def test_concurrent_readiness_checks_share_one_probe(standin: StandInEngine) -> None:
-    standin.script.health_delay_s = 0.3
     assert asyncio.run(_readiness_flood(standin.url, 20)) == [True] * 20
     assert standin.health_calls == 1
 
