@@ -10,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -187,6 +188,27 @@ def _await_gateway(process: subprocess.Popen, url: str, port: int, timeout_s: fl
         raise
 
 
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM (and SIGINT, which a shell's background job ignores) raise
+    KeyboardInterrupt, so a start stopped midway still stops the processes it started (they
+    run in sessions of their own and would outlive it). The handlers before come back after.
+    Only the main thread may set handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @dataclass
 class Serving:
     """An engine and a gateway in front of it, with when each got ready (seconds after the
@@ -208,6 +230,14 @@ def start_serving(model_dir: Path, engine_port: int, gateway_port: int,
     gateway is ready; when either exits first or a wait times out, both are stopped and the
     error (RuntimeError naming the log, TimeoutError) propagates."""
     started = time.monotonic()
+    with _signals_interrupt():
+        return _start_both(model_dir, engine_port, gateway_port, engine_settings,
+                           gateway_env, engine_env, started)
+
+
+def _start_both(model_dir: Path, engine_port: int, gateway_port: int,
+                engine_settings: engine_mod.EngineSettings, gateway_env: dict[str, str] | None,
+                engine_env: dict[str, str] | None, started: float) -> Serving:
     process, engine_url, engine_settings = _launch_engine(model_dir, engine_port,
                                                           engine_settings, engine_env)
     gateway = None

@@ -3,7 +3,9 @@ is reported at once, by its own log, and takes the engine down with it."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,42 @@ def test_a_gateway_that_dies_during_the_engines_start_fails_the_start_at_once(
     # The engine's own variable reached it, and not the gateway.
     assert started["env"] == {"VLLM_SERVER_DEV_MODE": "1"}
     assert "VLLM_SERVER_DEV_MODE" not in gateway_envs[0]
+
+
+_STOPPED_MIDWAY = """
+import subprocess, sys
+from pathlib import Path
+from inference import engine as engine_mod, local
+
+pids = Path(sys.argv[1])
+def never_ready_engine(settings, model_dir, log_path=None, detach=False, env=None):
+    process = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    (pids / "engine").write_text(str(process.pid))
+    return process
+
+launch_gateway = local._launch_gateway
+def recorded_gateway(*args):
+    process, url = launch_gateway(*args)
+    (pids / "gateway").write_text(str(process.pid))
+    return process, url
+
+engine_mod.start, local._launch_gateway = never_ready_engine, recorded_gateway
+local.start_serving(Path(sys.argv[2]), local.free_port(8470), local.free_port(8480),
+                    engine_mod.EngineSettings(device="cpu", ready_timeout_s=600))
+"""
+
+
+def test_a_start_stopped_by_sigterm_stops_what_it_started(base_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    starter = subprocess.Popen([sys.executable, "-c", _STOPPED_MIDWAY, str(tmp_path),
+                                str(base_model_dir)])
+    try:
+        # Both children are started within moments; the engine would then be waited on.
+        engine_mod.wait_until(lambda: (tmp_path / "gateway").exists(), 300, 0.2, "the start")
+        starter.send_signal(signal.SIGTERM)
+        assert starter.wait(timeout=120) != 0
+    finally:
+        starter.kill()
+    for name in ("engine", "gateway"):
+        pid = int((tmp_path / name).read_text())
+        assert local._is_gone(pid), f"the {name} outlived the stopped start"
