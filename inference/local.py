@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,12 +59,15 @@ class ServeState:
                    [EngineProc(**e) for e in raw["engines"]])
 
 
-def free_port(preferred: int) -> int:
-    """The first loopback port from `preferred` (100 tried) that can be bound now: a bind, not
-    a connect, also skips ports held by sockets that do not listen. Another process may still
-    take it before the caller's server binds; that start then fails and says so. Raises
-    RuntimeError when none of the 100 is free."""
+def free_port(preferred: int, exclude: Collection[int] = ()) -> int:
+    """The first loopback port from `preferred` (100 tried), not in `exclude` (ports already
+    promised to a server not yet listening), that can be bound now: a bind, not a connect,
+    also skips ports held by sockets that do not listen. Another process may still take it
+    before the caller's server binds; that start then fails and says so. Raises RuntimeError
+    when none of the 100 is free."""
     for port in range(preferred, preferred + 100):
+        if port in exclude:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -258,7 +261,8 @@ def _start_both(model_dir: Path, engine_port: int, gateway_port: int,
 
 def start_local(model_dir: Path, engine_port: int, gateway_port: int) -> ServeState:
     """Engine and gateway started together; the state file records both for deploy-model."""
-    serving = start_serving(model_dir, free_port(engine_port), free_port(gateway_port),
+    engine_port = free_port(engine_port)
+    serving = start_serving(model_dir, engine_port, free_port(gateway_port, {engine_port}),
                             engine_mod.EngineSettings())
     state = ServeState(serving.gateway_url, serving.gateway.pid, [serving.engine])
     state.save()

@@ -37,8 +37,9 @@ def rest_path(model_dir: Path, papers: Path, out: Path, batch_size: int,
     from inference.engine import EngineSettings
     from inference.local import free_port, start_serving, stop_process
 
-    serving = start_serving(model_dir, free_port(8300), free_port(8380), EngineSettings(),
-                            {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": ""})
+    engine_port = free_port(8300)
+    serving = start_serving(model_dir, engine_port, free_port(8380, {engine_port}),
+                            EngineSettings(), {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": ""})
     try:
         t0 = time.perf_counter()
         result = asyncio.run(classify_file(papers, out, serving.gateway_url, batch_size,

@@ -106,8 +106,9 @@ def started_services(opts: BenchOptions, engine_settings: Any,
     # The result cache off: every timed request reaches the engine, whatever came before.
     gateway_env = {"GATEWAY_CACHE_SIZE": "0", "GATEWAY_API_KEYS": "",
                    "GATEWAY_MAX_IN_FLIGHT": str(max(64, s.concurrency))}
-    serving = start_serving(opts.model_dir, free_port(s.engine_port),
-                            free_port(s.gateway_port), engine_settings, gateway_env,
+    engine_port = free_port(s.engine_port)
+    serving = start_serving(opts.model_dir, engine_port,
+                            free_port(s.gateway_port, {engine_port}), engine_settings, gateway_env,
                             engine_env={"VLLM_SERVER_DEV_MODE": "1"})  # /reset_prefix_cache
     try:
         asyncio.run(_first_answer(serving.gateway_url, first_paper))

@@ -26,3 +26,8 @@ def test_no_free_port_in_the_range_is_an_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(socket.socket, "bind", refuse)
     with pytest.raises(RuntimeError, match="no free port from 9000"):
         free_port(9000)
+
+
+def test_a_port_promised_to_a_server_not_yet_listening_is_skipped() -> None:
+    first = free_port(9100)
+    assert free_port(9100, exclude={first}) > first
