@@ -1,6 +1,6 @@
 """Run as __main__ by tests/inference/test_engine_server.py through inference.engine_server:
 prints this process's CPU affinity and that of a child it spawns (as vLLM spawns its engine
-core), each after loading torch and with it libgomp, as JSON."""
+core), each after loading libgomp, as JSON."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ def _child_affinity(queue: multiprocessing.Queue) -> None:
 
 
 if __name__ == "__main__":
+    # As vLLM's server does while it starts: a library with an OpenMP runtime of its own,
+    # loaded late (libgomp pins the thread that loads it when a binding is in the env).
+    import sentencepiece  # noqa: F401
+
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_child_affinity, args=(queue,))
