@@ -90,13 +90,18 @@ class EngineSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _one_core_list_for_a_worker_in_the_core(self) -> EngineSettings:
+    def _cores_fit_the_cpu_engine(self) -> EngineSettings:
         # On GPU the setting is unused; with device auto, build_command checks it on CPU.
-        if (self.device == "cpu" and self.cpu_worker_in_engine_core
-                and "|" in self.cpu_threads_bind):
+        if self.device != "cpu" or self.cpu_threads_bind in ("auto", "nobind"):
+            return self
+        if self.cpu_worker_in_engine_core and "|" in self.cpu_threads_bind:
             raise ValueError("cpu_threads_bind lists several workers (a|b); a worker in the "
                              "engine core takes one list (or set "
                              "ENGINE_CPU_WORKER_IN_ENGINE_CORE=false)")
+        named = {c for w in self.cpu_threads_bind.split("|") for c in parse_core_list(w)}
+        if outside := sorted(named - os.sched_getaffinity(0)):
+            raise ValueError(f"cpu_threads_bind names cores {outside} this process may not "
+                             f"use (it may use {sorted(os.sched_getaffinity(0))})")
         return self
 
 

@@ -61,9 +61,11 @@ def test_binding_is_left_to_vllm_or_openmp_when_asked(base_model_dir: Path) -> N
                                base_model_dir)
     assert json.loads(env[CORE_OMP_ENV]) == {}
     # A worker of its own: vLLM binds it from VLLM_CPU_OMP_THREADS_BIND.
-    _args, env = build_command(EngineSettings(device="cpu", cpu_threads_bind="0-1|2-3",
+    cores = sorted(os.sched_getaffinity(0))
+    two_workers = f"{cores[0]}|{cores[-1]}"
+    _args, env = build_command(EngineSettings(device="cpu", cpu_threads_bind=two_workers,
                                               cpu_worker_in_engine_core=False), base_model_dir)
-    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1|2-3"
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == two_workers
     assert CORE_OMP_ENV not in env
 
 
@@ -74,6 +76,12 @@ def test_binding_is_left_to_vllm_or_openmp_when_asked(base_model_dir: Path) -> N
 def test_a_bad_core_list_is_refused_with_the_reason(bind: str, error: str) -> None:
     with pytest.raises(ValidationError, match=error):
         EngineSettings(cpu_threads_bind=bind)
+
+
+def test_cores_this_process_may_not_use_are_refused_up_front() -> None:
+    unusable = max(os.sched_getaffinity(0)) + 1
+    with pytest.raises(ValidationError, match=rf"cores \[{unusable}\] this process may not use"):
+        EngineSettings(device="cpu", cpu_threads_bind=str(unusable))
 
 
 def test_several_workers_need_the_worker_in_its_own_process_on_cpu() -> None:
