@@ -82,6 +82,7 @@ def run(
     batch_size: Annotated[int | None, _users("batch_size")] = None,
     single_weight: Annotated[int | None, _users("single_weight")] = None,
     batch_weight: Annotated[int | None, _users("batch_weight")] = None,
+    route_order: Annotated[str | None, _users("route_order")] = None,
     cache_bust: Annotated[bool | None, _users("cache_bust")] = None,
     wait_min_s: Annotated[float | None, _users("wait_min_s")] = None,
     wait_max_s: Annotated[float | None, _users("wait_max_s")] = None,
@@ -98,9 +99,10 @@ def run(
 
     settings = settings_from(L, api_key=api_key, batch_size=batch_size,
                              single_weight=single_weight, batch_weight=batch_weight,
+                             route_order=route_order,
                              cache_bust=cache_bust, wait_min_s=wait_min_s,
                              wait_max_s=wait_max_s, split=split, data_dir=data_dir)
-    if settings.single_weight + settings.batch_weight == 0:
+    if settings.route_order == "weighted" and settings.single_weight + settings.batch_weight == 0:
         raise typer.BadParameter("at least one of --single-weight/--batch-weight must be > 0")
     out = out or _default_run_dir()
     summary = run_load(RunOptions(host=host.rstrip("/"), users=users, spawn_rate=spawn_rate,

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 
-from locust import HttpUser, between, events, task
+from locust import HttpUser, between, events
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from loadtest.checks import BadResponse, check_batch, check_classification
@@ -35,6 +35,7 @@ BATCH_NAME = f"/v1/classify_papers [batch={SETTINGS.batch_size}]"
 
 _run = uuid.uuid4().hex[:8]
 _counter = itertools.count()
+_users = itertools.count()  # which route a user starts on, with route_order alternate
 _agreement = {"answers": 0, "correct": 0}
 _lock = threading.Lock()
 
@@ -59,6 +60,7 @@ class PaperClassifierUser(HttpUser):
     wait_time = between(SETTINGS.wait_min_s, max(SETTINGS.wait_max_s, SETTINGS.wait_min_s))
 
     def on_start(self) -> None:
+        self._turn = next(_users)
         if SETTINGS.api_key:
             self.client.headers["Authorization"] = f"Bearer {SETTINGS.api_key}"
 
@@ -86,7 +88,6 @@ class PaperClassifierUser(HttpUser):
             seconds = 1.0
         time.sleep(min(max(seconds, 0.0), 10.0))  # gevent-patched: only this user waits
 
-    @task(SETTINGS.single_weight)
     def classify_paper(self) -> None:
         body = _request_body(random.choice(PAPERS))
 
@@ -95,7 +96,6 @@ class PaperClassifierUser(HttpUser):
 
         self._post("/v1/classify_paper", "/v1/classify_paper", body, check)
 
-    @task(SETTINGS.batch_weight)
     def classify_papers(self) -> None:
         bodies = [_request_body(p) for p in random.sample(PAPERS, min(SETTINGS.batch_size,
                                                                       len(PAPERS)))]
@@ -105,6 +105,15 @@ class PaperClassifierUser(HttpUser):
             _tally(ids, check_batch(answer, ids))
 
         self._post("/v1/classify_papers", BATCH_NAME, {"papers": bodies}, check)
+
+    def alternate_routes(self) -> None:
+        route = self.classify_paper if self._turn % 2 == 0 else self.classify_papers
+        self._turn += 1
+        route()
+
+    # Locust's task table: a callable taking the user, and its weight.
+    tasks = ({alternate_routes: 1} if SETTINGS.route_order == "alternate" else
+             {classify_paper: SETTINGS.single_weight, classify_papers: SETTINGS.batch_weight})
 
 
 @events.test_stop.add_listener

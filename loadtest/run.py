@@ -231,14 +231,19 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _route_order(cfg: dict) -> str:
+    if cfg.get("route_order") == "alternate":
+        return "each user alternating the two routes"
+    return f"task weights single:batch = {cfg['single_weight']}:{cfg['batch_weight']}"
+
+
 def summary_markdown(summary: dict) -> str:
     cfg, rss = summary["config"], summary["gateway_rss"]
     lines = [
         f"# Load test {summary['started_at']}",
         "",
         f"{cfg['users']} users (spawn rate {cfg['spawn_rate']}/s) for {cfg['duration']} against "
-        f"`{cfg['host']}`; task weights single:batch = {cfg['single_weight']}:"
-        f"{cfg['batch_weight']}, batch size {cfg['batch_size']}, cache busting "
+        f"`{cfg['host']}`; {_route_order(cfg)}, batch size {cfg['batch_size']}, cache busting "
         f"{'on' if cfg['cache_bust'] else 'off'}.",
         "",
         "| route | requests | failures | req/s | papers/s | p50 ms | p95 ms | p99 ms |",
@@ -384,7 +389,8 @@ def run_load(opts: RunOptions) -> dict:
         "config": {"host": opts.host, "users": opts.users, "spawn_rate": opts.spawn_rate,
                    "duration": opts.duration, "duration_s": seconds,
                    "single_weight": settings.single_weight,
-                   "batch_weight": settings.batch_weight, "batch_size": settings.batch_size,
+                   "batch_weight": settings.batch_weight, "route_order": settings.route_order,
+                   "batch_size": settings.batch_size,
                    "cache_bust": settings.cache_bust, "split": settings.split},
         "gateway_rss": rss.report(),
         "label_agreement": json.loads(labels_out.read_text()) if labels_out.exists() else None,

@@ -7,6 +7,7 @@ them too. `BenchSettings` (prefixed BENCH_) configure `python -m loadtest bench`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,11 @@ class LoadtestSettings(BaseSettings):
     batch_weight: int = Field(
         1, ge=0, description="How often a user calls POST /v1/classify_papers, relative to "
         "the single weight (task weight)")
+    route_order: Literal["weighted", "alternate"] = Field(
+        "weighted", description="weighted: each call picks a route at random by the weights; "
+        "alternate: each user alternates the two routes, every other user starting with the "
+        "batch route (both routes answer within the first calls, however few: short runs, "
+        "slow machines)")
     # The gateway admits GATEWAY_MAX_IN_FLIGHT papers (64) at once and sheds the rest with 429:
     # keep users x batch_size near that to load it without shedding.
     batch_size: int = Field(
