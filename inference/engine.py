@@ -94,14 +94,11 @@ class EngineSettings(BaseSettings):
         # On GPU the setting is unused; with device auto, build_command checks it on CPU.
         if self.device != "cpu" or self.cpu_threads_bind in ("auto", "nobind"):
             return self
-        if self.cpu_worker_in_engine_core and "|" in self.cpu_threads_bind:
-            raise ValueError("cpu_threads_bind lists several workers (a|b); a worker in the "
-                             "engine core takes one list (or set "
-                             "ENGINE_CPU_WORKER_IN_ENGINE_CORE=false)")
-        named = {c for w in self.cpu_threads_bind.split("|") for c in parse_core_list(w)}
-        if outside := sorted(named - os.sched_getaffinity(0)):
-            raise ValueError(f"cpu_threads_bind names cores {outside} this process may not "
-                             f"use (it may use {sorted(os.sched_getaffinity(0))})")
+        if self.cpu_worker_in_engine_core:
+            omp_binding_env(self.cpu_threads_bind)  # one list, of usable cores
+        else:
+            for worker in self.cpu_threads_bind.split("|"):
+                usable_core_list(worker)
         return self
 
 
@@ -187,14 +184,21 @@ def omp_binding_env(cores: str, allowed: set[int] | None = None) -> dict[str, st
         raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} lists several workers; a worker "
                          "in the engine core takes one list (or set "
                          "ENGINE_CPU_WORKER_IN_ENGINE_CORE=false)")
+    ids = usable_core_list(cores, allowed)
+    return {"OMP_NUM_THREADS": str(len(ids)),
+            "OMP_PLACES": ",".join(f"{{{i}}}" for i in ids),
+            "OMP_PROC_BIND": "close"}
+
+
+def usable_core_list(cores: str, allowed: set[int] | None = None) -> list[int]:
+    """`parse_core_list`, and a ValueError for cores outside `allowed` (default: this
+    process's affinity)."""
     ids = parse_core_list(cores)
     allowed = os.sched_getaffinity(0) if allowed is None else allowed
     if outside := sorted(set(ids) - allowed):
         raise ValueError(f"ENGINE_CPU_THREADS_BIND={cores!r} names cores {outside} this "
                          f"process may not use (it may use {sorted(allowed)})")
-    return {"OMP_NUM_THREADS": str(len(ids)),
-            "OMP_PLACES": ",".join(f"{{{i}}}" for i in ids),
-            "OMP_PROC_BIND": "close"}
+    return ids
 
 
 def parse_core_list(cores: str) -> list[int]:
