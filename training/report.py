@@ -139,6 +139,11 @@ def _source_sections(run_dir: Path, before: dict, after: dict) -> list[str]:
                 f"NLL {nll['before']:.4f} -> {nll['after']:.4f}. Second-read threshold "
                 f"{calibration['reread_below']}: {_threshold_rule(calibration)}.",
                 _threshold_table(calibration["thresholds"])]
+    for source, m in calibration.get("validation", {}).get("per_source", {}).items():
+        out += [f"#### Validation: {source} ({m['served']['n']} papers, "
+                f"{m['reread_share']:.1%} read twice)",
+                source_table({"fine-tuned, capped read": m["capped"],
+                              "fine-tuned, served (second read)": m["served"]})]
     return out
 
 

@@ -154,12 +154,16 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
     renderer = renderer_for(merged)
     longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
     with scoring_session(merged, longest, engine, recipe.eval.batch_size) as (score, used):
-        calibration, record = fit_calibration(validation, read_twice(score, renderer, validation),
+        validation_reads = read_twice(score, renderer, validation)
+        calibration, record = fit_calibration(validation, validation_reads,
                                               recipe.eval.max_reread_share)
         manifest = set_calibration(merged, calibration)
         rule = manifest.reading_rule()
         test_reads = read_twice(score, renderer, test, lambda logit: needs_reread(
             score_from_logit(logit, rule.temperature), True, rule.reread_below))
+    # The validation figures under the fitted rule: what a recipe is chosen on (never the test).
+    validation_eval = served_evaluation(validation, validation_reads, rule)
+    record["validation"] = {k: validation_eval[k] for k in ("per_source", "predictions")}
     _dump(run_dir / "calibration.json", record)
     after = {"split": "test", "model": str(merged), "engine": used,
              "template": manifest.prompt.template, "template_version": manifest.prompt.version,

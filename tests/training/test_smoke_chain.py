@@ -76,6 +76,11 @@ def test_calibration_is_fitted_stored_and_applied(smoke_run: dict) -> None:
             assert confidence < calibration["reread_below"]
     assert after["per_source"]["assignment"]["served"]["n"] == 8
     assert calibrated_probability(0.0, calibration["temperature"]) == 0.5
+    # The validation papers' own figures under the fitted rule, per source and per paper.
+    validation = fit["validation"]
+    assert sum(m["served"]["n"] for m in validation["per_source"].values()) == 8
+    assert len(validation["predictions"]) == 8
+    assert all(0 <= p["p_cancer"] <= 1 for p in validation["predictions"])
 
 
 def test_merge_equals_base_plus_adapter(smoke_run: dict, base_model_dir: Path) -> None:
@@ -115,6 +120,7 @@ def test_report_and_figures_are_written(smoke_run: dict) -> None:
     assert "| accuracy |" in report and "TF-IDF + LR" in report and "keyword rule" in report
     assert "### assignment (8 papers" in report and "fine-tuned, served (second read)" in report
     assert "### Calibration" in report and "| read again below |" in report
+    assert "#### Validation: assignment (" in report
     train_log = json.loads((run_dir / "train_log.json").read_text())
     assert train_log["backend"] == "peft" and train_log["global_step"] == 3
     assert any("eval_loss" in e for e in train_log["log_history"])  # validation loss logged
