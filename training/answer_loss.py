@@ -12,8 +12,14 @@ from typing import Any
 IGNORE = -100
 
 
-def answer_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> tuple[Any, Any]:
-    """(loss, share of answers the model ranks first). Position t predicts labels[t + 1]."""
+def answer_loss(model: Any, inputs: dict, num_items_in_batch: Any = None,
+                token_weights: dict[int, float] | None = None) -> tuple[Any, Any]:
+    """(loss, share of answers the model ranks first). Position t predicts labels[t + 1].
+
+    `token_weights` (answer token id -> weight, others 1) makes the loss cost-sensitive: an
+    answer weighted w counts as w answers in the sum, the normalisation stays the answer count,
+    so a weight acts like training that paper w times (a per-example weight, as in
+    scikit-learn's `class_weight`)."""
     import torch
     import torch.nn.functional as F
 
@@ -24,7 +30,12 @@ def answer_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> tup
         logits = answer_logits(model, inputs["input_ids"], inputs.get("attention_mask"), keep)
     logits = logits[rows, torch.searchsorted(keep, cols)].float()
     gold = targets[rows, cols]
-    total = F.cross_entropy(logits, gold, reduction="sum")
+    weight = None
+    if token_weights:
+        weight = torch.ones(logits.shape[-1], device=logits.device)
+        for token, w in token_weights.items():
+            weight[token] = w
+    total = F.cross_entropy(logits, gold, weight=weight, reduction="sum")
     # Like trl: normalised by the label count of the whole accumulated batch when given.
     denominator = num_items_in_batch if num_items_in_batch is not None else len(gold)
     top1 = (logits.argmax(-1) == gold).float().mean()
@@ -87,13 +98,14 @@ def fp32_head(model: Any) -> Iterator[None]:
         handle.remove()
 
 
-def answer_only_trainer_class() -> type:
-    """SFTTrainer with `answer_loss` (built lazily: trl is imported after the backend)."""
+def answer_only_trainer_class(token_weights: dict[int, float] | None = None) -> type:
+    """SFTTrainer with `answer_loss` (built lazily: trl is imported after the backend), its
+    answers weighted by `token_weights` (answer token id -> weight) when given."""
     from trl import SFTTrainer
 
     class AnswerOnlySFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, top1 = answer_loss(model, inputs, num_items_in_batch)
+            loss, top1 = answer_loss(model, inputs, num_items_in_batch, token_weights)
             mode = "train" if model.training else "eval"
             self._metrics[mode]["answer_accuracy"].append(top1.item())
             return (loss, {"loss": loss}) if return_outputs else loss

@@ -106,7 +106,10 @@ def _trainer(tm: TrainingModel, recipe: Recipe, renderer, train_papers: list,
     # scores only the label positions; elsewhere our answer-only loss does.
     from trl import SFTTrainer
 
-    trainer_class = SFTTrainer if tm.backend == "unsloth" else answer_only_trainer_class()
+    weights = {renderer.label_token_ids[label]: w
+               for label, w in recipe.train.label_weights.items()}
+    trainer_class = (SFTTrainer if tm.backend == "unsloth"
+                     else answer_only_trainer_class(weights or None))
     eos = tm.tokenizer.eos_token_id if recipe.train.append_eos else None
     return trainer_class(
         model=tm.model,
@@ -121,6 +124,9 @@ def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,
              backend: BackendName = "auto", resume: bool = False) -> FinetuneResult:
     """Train a LoRA adapter into `out_dir/adapter`; checkpoints go to `out_dir/checkpoints`."""
     chosen = choose_backend(backend)
+    if chosen == "unsloth" and recipe.train.label_weights:
+        raise ValueError("train.label_weights needs the answer-only loss of the peft backend; "
+                         "trl's fused loss on unsloth has no per-label weights")
     renderer = renderer_for(base, recipe.template)
     train_papers = training_papers(data_dir, recipe)
     eval_papers = validation_papers(data_dir, recipe, recipe.train.max_eval_examples)

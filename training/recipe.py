@@ -49,6 +49,16 @@ class TrainSpec(_Strict):
     # group_by_length batches prompts of like length together (transformers' LengthGroupedSampler):
     # with whole-abstract examples in the mix, a random batch pads every prompt to the longest.
     sampling: Literal["random", "group_by_length"] = "random"
+    # Cost-sensitive loss: label -> weight of its answer (others 1), e.g. {cancer = 2.0} to buy
+    # cancer recall with precision. CPU (peft) backend only.
+    label_weights: dict[Literal["cancer", "non_cancer"], float] = Field(default_factory=dict)
+
+    @field_validator("label_weights")
+    @classmethod
+    def _positive(cls, weights: dict[str, float]) -> dict[str, float]:
+        if any(w <= 0 for w in weights.values()):
+            raise ValueError(f"label weights must be positive, got {weights}")
+        return weights
 
 
 class SourceSampling(_Strict):

@@ -116,3 +116,22 @@ def test_shared_prefix_pass_gives_the_rowwise_loss_and_gradients(
     assert len(shared_grads) == 2 * 2 * 4  # A and B of q and v in every layer
     for shared, whole in zip(shared_grads, whole_grads, strict=True):
         assert torch.allclose(shared, whole, rtol=1e-3, atol=1e-6)
+
+
+def test_label_weight_counts_an_answer_that_many_times(base_model_dir: Path) -> None:
+    """Weighting the cancer answer by 3 gives the loss of a batch where that paper appears three
+    times (summed over answers, normalised by the same answer count)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32).eval()
+    renderer = load_renderer(base_model_dir, "cancer-yn-short")
+    yes = renderer.label_token_ids["cancer"]
+    one_each = _batch(base_model_dir, None)
+    tripled = _batch(base_model_dir, None, papers=[PAPERS[0]] * 3 + [PAPERS[1]])
+    with torch.inference_mode():
+        weighted, _ = answer_loss(model, one_each, num_items_in_batch=2, token_weights={yes: 3.0})
+        plain, _ = answer_loss(model, tripled, num_items_in_batch=2)
+        unweighted, _ = answer_loss(model, one_each)
+    assert float(weighted) == pytest.approx(float(plain), rel=1e-4)
+    assert float(weighted) != pytest.approx(float(unweighted), rel=1e-3)

@@ -49,10 +49,18 @@ def test_unknown_template_is_rejected() -> None:
 @pytest.mark.parametrize(("key", "value"), [("lora.r", 0), ("train.learning_rate", -1.0),
                                             ("lora.dropout", 1.5), ("train.batch_size", 0),
                                             ("data.reread_share", 1.5),
-                                            ("train.sampling", "by_label")])
+                                            ("train.sampling", "by_label"),
+                                            ("train.label_weights", {"cancer": 0.0}),
+                                            ("train.label_weights", {"tumour": 2.0})])
 def test_out_of_range_values_are_rejected(key: str, value: float) -> None:
     with pytest.raises(ValidationError):
         load_recipe(None, {key: value})
+
+
+def test_label_weights_default_to_none_and_load_from_set() -> None:
+    assert load_recipe().train.label_weights == {}
+    assert load_recipe(None, {"train.label_weights": {"cancer": 2.0}}).train.label_weights == {
+        "cancer": 2.0}
 
 
 def test_overrides_replace_values_and_revalidate() -> None:
