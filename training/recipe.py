@@ -6,9 +6,18 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from model_contract.prompts import TEMPLATES
+from preprocessing.papers import LABELS
 from training.calibration import DEFAULT_MAX_REREAD_SHARE
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -51,14 +60,7 @@ class TrainSpec(_Strict):
     sampling: Literal["random", "group_by_length"] = "random"
     # Cost-sensitive loss: label -> weight of its answer (others 1), e.g. {cancer = 2.0} to buy
     # cancer recall with precision. CPU (peft) backend only.
-    label_weights: dict[Literal["cancer", "non_cancer"], float] = Field(default_factory=dict)
-
-    @field_validator("label_weights")
-    @classmethod
-    def _positive(cls, weights: dict[str, float]) -> dict[str, float]:
-        if any(w <= 0 for w in weights.values()):
-            raise ValueError(f"label weights must be positive, got {weights}")
-        return weights
+    label_weights: dict[Literal[LABELS], PositiveFloat] = Field(default_factory=dict)
 
 
 class SourceSampling(_Strict):
