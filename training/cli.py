@@ -155,6 +155,11 @@ def evaluate(
     title_only: Annotated[bool, typer.Option(
         "--title-only", help="Remove every abstract first: the accuracy on records that have "
         "only a title")] = False,
+    served: Annotated[bool, typer.Option(
+        "--served", help="Read as the gateway serves: the capped read, then the whole "
+        "abstract where the model's manifest rule asks (a merged model with its own "
+        "template; the figures are the served read's, plus the capped accuracy and the "
+        "share read twice)")] = False,
 ) -> None:
     """Score a split by the label-token probabilities (one forward pass per paper) and print
     accuracy, macro F1, ECE, ROC-AUC and the wall time in seconds as one JSON line. Reads
@@ -163,13 +168,21 @@ def evaluate(
 
     from training.evaluate import evaluate_split, headline
 
+    if served and (adapter or template):
+        raise typer.BadParameter("--served reads a merged model with its own template and "
+                                 "reading rule: drop --adapter and --template")
     settings = settings_from(T, scoring_engine=engine)
     result = evaluate_split(model, _data_dir(data_dir), split, adapter, template,
-                            settings.scoring_engine, limit, seed, title_only=title_only)
+                            settings.scoring_engine, limit, seed, title_only=title_only,
+                            served=served)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
-    typer.echo(json.dumps({**headline(result), "seconds": result["seconds"]}))
+    line = {**headline(result), "seconds": result["seconds"]}
+    if served:
+        line |= {"capped_accuracy": round(result["capped_metrics"]["accuracy"], 4),
+                 "reread_share": round(result["reread_share"], 4)}
+    typer.echo(json.dumps(line))
 
 
 @app.command()

@@ -14,14 +14,16 @@ from model_contract.reading import (
     PromptScorer,
     ReadingRule,
     calibrated_probability,
+    needs_reread,
     read_batch,
+    score_from_logit,
 )
 from preprocessing.papers import Paper
 from training.calibration import TwoReads, served_logit
 from training.data import load_papers
 from training.metrics import classification_metrics, predicted
 from training.prompting import renderer_for
-from training.scoring import EngineName, score_papers
+from training.scoring import EngineName, score_papers, scoring_session
 
 ADAPTER_PROMPT_FILE = "prompt_template.json"  # written beside an adapter by finetune
 
@@ -64,17 +66,43 @@ def _reading_rule(model: Path | str, adapter: Path | None) -> ReadingRule:
     return manifest.reading_rule() if manifest else ReadingRule()
 
 
+def evaluate_served(model: Path | str, papers: list[Paper], engine: EngineName = "auto",
+                    batch_size: int = 16) -> dict:
+    """Each paper read as the gateway serves it: the capped prompt, then the whole abstract
+    where the model's reading rule (manifest: temperature, second-read threshold; defaults
+    without one) asks. `metrics` are the served read's, `capped_metrics` the first read's.
+    The model's own template: a second read is only defined for it."""
+    rule = _reading_rule(model, None)
+    renderer = renderer_for(model)
+    longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
+    start = time.perf_counter()
+    with scoring_session(model, longest, engine, batch_size) as (score, used):
+        reads = read_twice(score, renderer, papers, rule_asks(rule))
+    return {"model": str(model), "adapter": None, "engine": used,
+            "template": renderer.template.name,
+            "template_version": renderer.template.version,
+            "seconds": round(time.perf_counter() - start, 2),
+            **served_evaluation(papers, reads, rule)}
+
+
 def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
                    adapter: Path | None = None, template: str | None = None,
                    engine: EngineName = "auto", limit: int | None = None, seed: int = 42,
-                   batch_size: int = 16, title_only: bool = False) -> dict:
+                   batch_size: int = 16, title_only: bool = False,
+                   served: bool = False) -> dict:
     """`title_only`: score each paper with its abstract removed, as records without one
-    (letters, editorials, PubMed's CSV download) are read."""
+    (letters, editorials, PubMed's CSV download) are read. `served`: read as the gateway
+    serves (`evaluate_served`). Raises ValueError for `served` with an adapter or a template
+    (a merged model's own template and rule are what is served)."""
+    if served and (adapter is not None or template is not None):
+        raise ValueError("a served read takes a merged model with its own template: "
+                         "drop --adapter and --template")
     papers = load_papers(data_dir, split, limit, seed)
     if title_only:
         papers = [replace(p, abstract="") for p in papers]
-    return {"split": split, "title_only": title_only,
-            **evaluate_papers(model, papers, adapter, template, engine, batch_size)}
+    result = (evaluate_served(model, papers, engine, batch_size) if served
+              else evaluate_papers(model, papers, adapter, template, engine, batch_size))
+    return {"split": split, "title_only": title_only, "served": served, **result}
 
 
 def headline(result: dict) -> dict:
@@ -95,6 +123,13 @@ def read_twice(score: PromptScorer, renderer: PromptRenderer, papers: list[Paper
                        lambda capped: second(capped.logit))
     return [TwoReads(r.capped.logit, r.capped_truncated,
                      None if r.whole is None else r.whole.logit) for r in reads]
+
+
+def rule_asks(rule: ReadingRule) -> Callable[[float], bool]:
+    """`read_twice`'s `second` under a reading rule: a cut paper whose capped read, calibrated,
+    is less sure than the rule's threshold."""
+    return lambda logit: needs_reread(score_from_logit(logit, rule.temperature), True,
+                                      rule.reread_below)
 
 
 def served_evaluation(papers: list[Paper], reads: list[TwoReads], rule: ReadingRule) -> dict:

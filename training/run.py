@@ -140,9 +140,8 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
     cut one, for the threshold table), fit the calibration and store it in the manifest, then
     read the test papers under it (a second read only where the rule asks); one engine start.
     Writes calibration.json and eval_after.json."""
-    from model_contract.reading import needs_reread, score_from_logit
     from training.calibration import fit_calibration
-    from training.evaluate import read_twice, served_evaluation
+    from training.evaluate import read_twice, rule_asks, served_evaluation
     from training.merge import set_calibration
     from training.prompting import renderer_for
     from training.scoring import scoring_session
@@ -159,8 +158,7 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
                                               recipe.eval.max_reread_share)
         manifest = set_calibration(merged, calibration)
         rule = manifest.reading_rule()
-        test_reads = read_twice(score, renderer, test, lambda logit: needs_reread(
-            score_from_logit(logit, rule.temperature), True, rule.reread_below))
+        test_reads = read_twice(score, renderer, test, rule_asks(rule))
     # The validation figures under the fitted rule: what a recipe is chosen on (never the test).
     validation_eval = served_evaluation(validation, validation_reads, rule)
     record["validation"] = {k: validation_eval[k] for k in ("per_source", "predictions")}

@@ -161,3 +161,24 @@ def test_calibrate_refits_a_finished_run_without_training(smoke_run: dict, smoke
     assert run["stage_seconds"] == smoke_run["stage_seconds"]  # the training record is kept
     assert "Second-read threshold 0.5: the highest that reads at most 0% " in \
         (run_dir / "report.md").read_text()
+
+
+def test_served_evaluation_repeats_the_runs_test_read(smoke_run: dict, smoke_recipe,
+                                                      processed_dir: Path) -> None:
+    """`evaluate --served` on the merged model reads the run's test papers as the run did:
+    the manifest's rule decides the second reads, and every probability is the run's."""
+    from training.evaluate import evaluate_split
+
+    after = json.loads((smoke_run["run_dir"] / "eval_after.json").read_text())
+    served = evaluate_split(smoke_run["run_dir"] / "merged", processed_dir, "test",
+                            engine="vllm", limit=smoke_recipe.eval.max_examples,
+                            seed=smoke_recipe.seed, served=True)
+    assert served["served"] and served["rule"] == after["rule"]
+    assert [p["id"] for p in served["predictions"]] == [p["id"] for p in after["predictions"]]
+    for ours, theirs in zip(served["predictions"], after["predictions"], strict=True):
+        assert ours["reread"] == theirs["reread"]
+        assert ours["p_cancer"] == pytest.approx(theirs["p_cancer"], abs=1e-4)
+    assert served["metrics"]["accuracy"] == after["metrics"]["accuracy"]
+    with pytest.raises(ValueError, match="own template"):
+        evaluate_split(smoke_run["run_dir"] / "merged", processed_dir, "test",
+                       template="cancer-yn-short", served=True)
