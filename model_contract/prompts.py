@@ -93,6 +93,14 @@ _DEFINED_INSTRUCTION = (
     "lymphoma, leukemia, melanoma, glioma and others): its biology, causes, screening, "
     "diagnosis or treatment? Answer yes or no."
 )
+# The same 64-token prefix, with the label as MeSH's C04 Neoplasms draws it (OHSUMED's cancer
+# label includes benign tumours, and tumour cell lines are indexed there): "malignant" in the
+# defined instruction contradicts that label.
+_NEOPLASM_INSTRUCTION = (
+    "Is this paper about cancer or another neoplasm, malignant or benign (carcinoma, sarcoma, "
+    "lymphoma, leukemia, melanoma, glioma, adenoma and others): its biology, causes, "
+    "diagnosis or treatment? Answer yes or no."
+)
 
 TEMPLATES: dict[str, PromptTemplate] = {
     t.name: t
@@ -102,6 +110,15 @@ TEMPLATES: dict[str, PromptTemplate] = {
             revision=1,
             system=_SYSTEM,
             instruction=_DEFINED_INSTRUCTION,
+            title_token_cap=64,
+            abstract_token_cap=96,
+            reread_abstract_cap=1024,
+        ),
+        PromptTemplate(
+            name="cancer-yn-neoplasm",
+            revision=1,
+            system=_SYSTEM,
+            instruction=_NEOPLASM_INSTRUCTION,
             title_token_cap=64,
             abstract_token_cap=96,
             reread_abstract_cap=1024,

@@ -30,6 +30,7 @@ def test_default_prefix_fills_whole_cpu_kv_blocks(renderer, base_model_dir: Path
     assert renderer.template.name == "cancer-yn-defined"
     assert renderer.shared_prefix_tokens() == 2 * block
     assert load_renderer(base_model_dir, "cancer-yn-short").shared_prefix_tokens() < block
+    assert load_renderer(base_model_dir, "cancer-yn-neoplasm").shared_prefix_tokens() == 2 * block
 
 
 def test_abstract_cap_truncates_at_token_boundary(base_model_dir: Path) -> None:
