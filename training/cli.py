@@ -166,11 +166,13 @@ def evaluate(
     DATA_DIR/<split>.parquet; writes only --out."""
     import json
 
-    from training.evaluate import evaluate_split, headline
+    from training.evaluate import check_served_arguments, evaluate_split, headline
 
-    if served and (adapter or template):
-        raise typer.BadParameter("--served reads a merged model with its own template and "
-                                 "reading rule: drop --adapter and --template")
+    if served:
+        try:
+            check_served_arguments(adapter, template)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
     settings = settings_from(T, scoring_engine=engine)
     result = evaluate_split(model, _data_dir(data_dir), split, adapter, template,
                             settings.scoring_engine, limit, seed, title_only=title_only,

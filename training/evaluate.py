@@ -69,9 +69,10 @@ def _reading_rule(model: Path | str, adapter: Path | None) -> ReadingRule:
 def evaluate_served(model: Path | str, papers: list[Paper], engine: EngineName = "auto",
                     batch_size: int = 16) -> dict:
     """Each paper read as the gateway serves it: the capped prompt, then the whole abstract
-    where the model's reading rule (manifest: temperature, second-read threshold; defaults
-    without one) asks. `metrics` are the served read's, `capped_metrics` the first read's.
-    The model's own template: a second read is only defined for it."""
+    where the model's reading rule asks: the manifest's temperature and second-read threshold,
+    or for a model without a manifest (a base model) the defaults the gateway serves it with.
+    `metrics` are the served read's, `capped_metrics` the first read's. The model's own
+    template: a second read is only defined for it."""
     rule = _reading_rule(model, None)
     renderer = renderer_for(model)
     longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
@@ -85,6 +86,14 @@ def evaluate_served(model: Path | str, papers: list[Paper], engine: EngineName =
             **served_evaluation(papers, reads, rule)}
 
 
+def check_served_arguments(adapter: Path | str | None, template: str | None) -> None:
+    """Raises ValueError when a served read is asked with an adapter or a template (empty
+    strings included): what is served is a merged model with its own template and rule."""
+    if adapter is not None or template is not None:
+        raise ValueError("--served reads a merged model with its own template and reading "
+                         "rule: drop --adapter and --template")
+
+
 def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
                    adapter: Path | None = None, template: str | None = None,
                    engine: EngineName = "auto", limit: int | None = None, seed: int = 42,
@@ -92,11 +101,9 @@ def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
                    served: bool = False) -> dict:
     """`title_only`: score each paper with its abstract removed, as records without one
     (letters, editorials, PubMed's CSV download) are read. `served`: read as the gateway
-    serves (`evaluate_served`). Raises ValueError for `served` with an adapter or a template
-    (a merged model's own template and rule are what is served)."""
-    if served and (adapter is not None or template is not None):
-        raise ValueError("a served read takes a merged model with its own template: "
-                         "drop --adapter and --template")
+    serves (`evaluate_served`). Raises ValueError as `check_served_arguments` does."""
+    if served:
+        check_served_arguments(adapter, template)
     papers = load_papers(data_dir, split, limit, seed)
     if title_only:
         papers = [replace(p, abstract="") for p in papers]

@@ -111,3 +111,28 @@ def test_fit_calibration_records_what_it_did() -> None:
     assert calibration.reread_below == choose_reread_below(record["thresholds"], 0.2)
     chosen = next(r for r in record["thresholds"] if r["below"] == calibration.reread_below)
     assert chosen["reread_share"] <= 0.2
+
+
+@pytest.mark.parametrize(("temperature", "logit", "asks"), [
+    (1.0, 0.0, True),                      # p = 0.5: as unsure as it gets
+    (1.0, math.log(9) - 0.01, True),       # just under 0.9
+    (1.0, math.log(9) + 0.01, False),      # just over 0.9
+    (1.0, -math.log(9) - 0.01, False),     # as sure of non-cancer
+    (2.0, math.log(9) + 0.01, True),       # the temperature softens it below 0.9
+    (2.0, 2 * math.log(9) + 0.01, False),
+])
+def test_rule_asks_for_a_second_read_below_the_calibrated_threshold(
+        temperature: float, logit: float, asks: bool) -> None:
+    from model_contract.reading import ReadingRule
+    from training.evaluate import rule_asks
+
+    assert rule_asks(ReadingRule(temperature, 0.9))(logit) is asks
+
+
+def test_served_read_refuses_an_adapter_or_a_template() -> None:
+    from training.evaluate import check_served_arguments
+
+    check_served_arguments(None, None)
+    for adapter, template in (("adapter", None), (None, ""), (None, "cancer-yn-short")):
+        with pytest.raises(ValueError, match="own template and reading rule"):
+            check_served_arguments(adapter, template)

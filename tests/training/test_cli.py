@@ -130,8 +130,11 @@ def test_calibrate_rejects_a_read_twice_budget_outside_0_1(tmp_path: Path) -> No
     assert "max_reread_share" in result.output and "less than or equal to 1" in result.output
 
 
-def test_served_evaluation_refuses_an_adapter_or_a_template(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path), "--served",
-                                      "--template", "cancer-yn-short"], env=WIDE)
-    assert result.exit_code == 2
+@pytest.mark.parametrize("extra", [["--template", "cancer-yn-short"], ["--template", ""],
+                                   ["--adapter", "adapter"]])
+def test_served_evaluation_refuses_an_adapter_or_a_template(extra: list[str],
+                                                            tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path), "--served", *extra],
+                                env=WIDE)
+    assert result.exit_code == 2, result.output
     assert "--served reads a merged model with its own template" in result.output
