@@ -160,6 +160,10 @@ def evaluate(
         "abstract where the model's manifest rule asks (a merged model with its own "
         "template; the figures are the served read's, plus the capped accuracy and the "
         "share read twice)")] = False,
+    reread_below: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="With --served: the second-read threshold instead of the "
+        "manifest's, as GATEWAY_REREAD_BELOW sets it for a gateway (0 = never read twice)")]
+    = None,
 ) -> None:
     """Score a split by the label-token probabilities (one forward pass per paper) and print
     accuracy, macro F1, ECE, ROC-AUC and the wall time in seconds as one JSON line. Reads
@@ -168,6 +172,8 @@ def evaluate(
 
     from training.evaluate import check_served_arguments, evaluate_split, headline
 
+    if reread_below is not None and not served:
+        raise typer.BadParameter("--reread-below sets the served read's threshold: add --served")
     if served:
         try:
             check_served_arguments(adapter, template)
@@ -176,7 +182,7 @@ def evaluate(
     settings = settings_from(T, scoring_engine=engine)
     result = evaluate_split(model, _data_dir(data_dir), split, adapter, template,
                             settings.scoring_engine, limit, seed, title_only=title_only,
-                            served=served)
+                            served=served, reread_below=reread_below)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))

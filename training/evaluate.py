@@ -61,19 +61,25 @@ def evaluate_papers(model: Path | str, papers: list[Paper], adapter: Path | None
     }
 
 
-def _reading_rule(model: Path | str, adapter: Path | None) -> ReadingRule:
+def _reading_rule(model: Path | str, adapter: Path | None,
+                  reread_below: float | None = None) -> ReadingRule:
+    """The manifest's rule, as the gateway builds it (`reread_below` overrides the threshold,
+    as GATEWAY_REREAD_BELOW does); the defaults for a model without a manifest."""
     manifest = read_manifest(Path(model)) if adapter is None and Path(model).is_dir() else None
-    return manifest.reading_rule() if manifest else ReadingRule()
+    if manifest:
+        return manifest.reading_rule(reread_below)
+    return ReadingRule() if reread_below is None else ReadingRule(reread_below=reread_below)
 
 
 def evaluate_served(model: Path | str, papers: list[Paper], engine: EngineName = "auto",
-                    batch_size: int = 16) -> dict:
+                    batch_size: int = 16, reread_below: float | None = None) -> dict:
     """Each paper read as the gateway serves it: the capped prompt, then the whole abstract
     where the model's reading rule asks: the manifest's temperature and second-read threshold,
     or for a model without a manifest (a base model) the defaults the gateway serves it with.
     `metrics` are the served read's, `capped_metrics` the first read's. The model's own
-    template: a second read is only defined for it."""
-    rule = _reading_rule(model, None)
+    template: a second read is only defined for it. `reread_below` replaces the threshold, as
+    GATEWAY_REREAD_BELOW does for a gateway."""
+    rule = _reading_rule(model, None, reread_below)
     renderer = renderer_for(model)
     longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
     start = time.perf_counter()
@@ -98,7 +104,7 @@ def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
                    adapter: Path | None = None, template: str | None = None,
                    engine: EngineName = "auto", limit: int | None = None, seed: int = 42,
                    batch_size: int = 16, title_only: bool = False,
-                   served: bool = False) -> dict:
+                   served: bool = False, reread_below: float | None = None) -> dict:
     """`title_only`: score each paper with its abstract removed, as records without one
     (letters, editorials, PubMed's CSV download) are read. `served`: read as the gateway
     serves (`evaluate_served`). Raises ValueError as `check_served_arguments` does."""
@@ -107,7 +113,7 @@ def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
     papers = load_papers(data_dir, split, limit, seed)
     if title_only:
         papers = [replace(p, abstract="") for p in papers]
-    result = (evaluate_served(model, papers, engine, batch_size) if served
+    result = (evaluate_served(model, papers, engine, batch_size, reread_below) if served
               else evaluate_papers(model, papers, adapter, template, engine, batch_size))
     return {"split": split, "title_only": title_only, "served": served, **result}
 

@@ -136,3 +136,21 @@ def test_served_read_refuses_an_adapter_or_a_template() -> None:
     for adapter, template in (("adapter", None), (None, ""), (None, "cancer-yn-short")):
         with pytest.raises(ValueError, match="own template and reading rule"):
             check_served_arguments(adapter, template)
+
+
+def test_served_rule_is_the_manifests_with_the_gateways_override(tmp_path) -> None:
+    """The rule `evaluate --served` reads by: the manifest's calibration, its threshold
+    replaced by `--reread-below` as GATEWAY_REREAD_BELOW replaces it; defaults without one."""
+    from model_contract.manifest import Calibration, Manifest, write_manifest
+    from model_contract.reading import DEFAULT_REREAD_BELOW, ReadingRule
+    from training.evaluate import _reading_rule
+
+    calibration = Calibration(temperature=1.4, reread_below=0.9, fitted_on={"assignment": 80})
+    write_manifest(tmp_path, Manifest(name="m", version="v", base_model="b",
+                                      calibration=calibration))
+    assert _reading_rule(tmp_path, None) == ReadingRule(1.4, 0.9)
+    assert _reading_rule(tmp_path, None, 0.0) == ReadingRule(1.4, 0.0)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert _reading_rule(bare, None) == ReadingRule(1.0, DEFAULT_REREAD_BELOW)
+    assert _reading_rule(bare, None, 0.5) == ReadingRule(1.0, 0.5)

@@ -138,3 +138,13 @@ def test_served_evaluation_refuses_an_adapter_or_a_template(extra: list[str],
                                 env=WIDE)
     assert result.exit_code == 2, result.output
     assert "--served reads a merged model with its own template" in result.output
+
+
+def test_reread_below_needs_served_and_a_probability(tmp_path: Path) -> None:
+    runner = CliRunner()
+    alone = runner.invoke(app, ["evaluate", "--model", str(tmp_path), "--reread-below", "0.9"],
+                          env=WIDE)
+    assert alone.exit_code == 2 and "add --served" in alone.output
+    above = runner.invoke(app, ["evaluate", "--model", str(tmp_path), "--served",
+                                "--reread-below", "1.5"], env=WIDE)
+    assert above.exit_code == 2 and "--reread-below" in above.output
