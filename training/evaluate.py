@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from model_contract.manifest import read_manifest
+from model_contract.layout import load_manifest
+from model_contract.manifest import Manifest
 from model_contract.prompts import PromptRenderer
 from model_contract.reading import (
     PromptScorer,
@@ -63,12 +64,12 @@ def evaluate_papers(model: Path | str, papers: list[Paper], adapter: Path | None
 
 def _reading_rule(model: Path | str, adapter: Path | None,
                   reread_below: float | None = None) -> ReadingRule:
-    """The manifest's rule, as the gateway builds it (`reread_below` overrides the threshold,
-    as GATEWAY_REREAD_BELOW does); the defaults for a model without a manifest."""
-    manifest = read_manifest(Path(model)) if adapter is None and Path(model).is_dir() else None
-    if manifest:
-        return manifest.reading_rule(reread_below)
-    return ReadingRule() if reread_below is None else ReadingRule(reread_below=reread_below)
+    """The rule the gateway builds for this model (`reread_below` overrides the threshold, as
+    GATEWAY_REREAD_BELOW does): the manifest's, or a base model's defaults for a directory
+    without one, an adapter or a hub id."""
+    manifest = (load_manifest(Path(model)) if adapter is None and Path(model).is_dir()
+                else Manifest.for_base_model(str(model)))
+    return manifest.reading_rule(reread_below)
 
 
 def evaluate_served(model: Path | str, papers: list[Paper], engine: EngineName = "auto",
