@@ -121,10 +121,9 @@ def build_command(settings: EngineSettings, model_dir: Path,
     precision = precision or engine_precision(settings)
     device = precision.device
     renderer = load_renderer(model_dir)
-    reread = renderer.reread_renderer()
     first_len = renderer.max_prompt_tokens() + 1  # + the one answer token
     # The context must hold the longer second read when the template has one.
-    max_len = max(first_len, reread.max_prompt_tokens() + 1 if reread else 0)
+    max_len = renderer.served_max_prompt_tokens() + 1
     args = [
         sys.executable, "-m", "inference.engine_server",  # vLLM's OpenAI server
         "--model", str(model_dir),

@@ -293,6 +293,13 @@ class PromptRenderer:
             return None
         return PromptRenderer(template, self._frame, self.tokenizer)
 
+    def served_max_prompt_tokens(self) -> int:
+        """An upper bound on any prompt serving sends for a paper: the first read's or, where
+        the template has one, the second read's, whichever is longer (an engine's context is
+        sized from it)."""
+        reread = self.reread_renderer()
+        return max(self.max_prompt_tokens(), reread.max_prompt_tokens() if reread else 0)
+
     def shared_prefix_tokens(self) -> int:
         """How many leading tokens every rendered prompt shares (frame, system, instruction,
         up to the title): what the engine's prefix cache can serve to every paper, in whole

@@ -82,9 +82,9 @@ def evaluate_served(model: Path | str, papers: list[Paper], engine: EngineName =
     GATEWAY_REREAD_BELOW does for a gateway."""
     rule = _reading_rule(model, None, reread_below)
     renderer = renderer_for(model)
-    longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
     start = time.perf_counter()
-    with scoring_session(model, longest, engine, batch_size) as (score, used):
+    with scoring_session(model, renderer.served_max_prompt_tokens(), engine,
+                         batch_size) as (score, used):
         reads = read_twice(score, renderer, papers, rule_asks(rule))
     return {"model": str(model), "adapter": None, "engine": used,
             "template": renderer.template.name,

@@ -151,7 +151,7 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
         load_papers(data_dir, "validation", recipe.eval.max_examples, recipe.seed),
         recipe.eval.max_validation_per_source, recipe.seed)
     renderer = renderer_for(merged)
-    longest = (renderer.reread_renderer() or renderer).max_prompt_tokens()
+    longest = renderer.served_max_prompt_tokens()
     with scoring_session(merged, longest, engine, recipe.eval.batch_size) as (score, used):
         validation_reads = read_twice(score, renderer, validation)
         calibration, record = fit_calibration(validation, validation_reads,

@@ -98,6 +98,10 @@ def test_reread_renderer_reads_more_of_the_abstract(base_model_dir: Path) -> Non
     # Same frame, system and instruction: only the abstract differs.
     assert long.text.split("Abstract: ")[0] == short.text.split("Abstract: ")[0]
     assert first.max_prompt_tokens() < second.max_prompt_tokens()
+    # What serving sizes an engine's context from: the second read's bound, or the first's.
+    assert first.served_max_prompt_tokens() == second.max_prompt_tokens()
+    headtail = load_renderer(base_model_dir, "cancer-yn-headtail")
+    assert headtail.served_max_prompt_tokens() == headtail.max_prompt_tokens()
 
 
 def test_tail_needs_a_larger_cap() -> None:
