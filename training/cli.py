@@ -164,6 +164,9 @@ def evaluate(
         min=0.0, max=1.0, help="With --served: the second-read threshold instead of the "
         "manifest's, as GATEWAY_REREAD_BELOW sets it for a gateway (0 = never read twice)")]
     = None,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Papers per forward pass of the transformers engine (vLLM's engine "
+        "schedules its own batches); lower it where memory is short")] = 16,
 ) -> None:
     """Score a split by the label-token probabilities (one forward pass per paper) and print
     accuracy, macro F1, ECE, ROC-AUC and the wall time in seconds as one JSON line. Reads
@@ -181,7 +184,7 @@ def evaluate(
             raise typer.BadParameter(str(err)) from err
     settings = settings_from(T, scoring_engine=engine)
     result = evaluate_split(model, _data_dir(data_dir), split, adapter, template,
-                            settings.scoring_engine, limit, seed, title_only=title_only,
+                            settings.scoring_engine, limit, seed, batch_size, title_only,
                             served=served, reread_below=reread_below)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -148,3 +148,25 @@ def test_reread_below_needs_served_and_a_probability(tmp_path: Path) -> None:
     above = runner.invoke(app, ["evaluate", "--model", str(tmp_path), "--served",
                                 "--reread-below", "1.5"], env=WIDE)
     assert above.exit_code == 2 and "--reread-below" in above.output
+
+
+def test_evaluate_passes_its_batch_size_and_refuses_zero(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    seen: dict = {}
+
+    def fake_evaluate_split(model, data_dir, split, adapter, template, engine, limit, seed,
+                            batch_size, title_only, served, reread_below):
+        seen.update(batch_size=batch_size, engine=engine)
+        metrics = {"n": 2, "accuracy": 1.0, "macro_f1": 1.0, "ece": 0.0, "roc_auc": None}
+        return {"split": split, "metrics": metrics, "seconds": 0.1}
+
+    monkeypatch.setattr("training.evaluate.evaluate_split", fake_evaluate_split)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["evaluate", "--model", str(tmp_path), "--engine", "transformers",
+                             "--batch-size", "4"], env=WIDE)
+    assert ok.exit_code == 0, ok.output
+    assert seen == {"batch_size": 4, "engine": "transformers"}
+    assert '"accuracy": 1.0' in ok.output
+    zero = runner.invoke(app, ["evaluate", "--model", str(tmp_path), "--batch-size", "0"],
+                         env=WIDE)
+    assert zero.exit_code == 2 and "--batch-size" in zero.output
