@@ -82,6 +82,7 @@ def write_report(run_dir: Path) -> Path:
         *[f"![{name}]({name})" for name in figures],
         "## Misclassified after fine-tuning (most confident first)",
         *_errors_per_source(after),
+        *label_review_sections(after.get("label_review", {})),
     ]) + "\n"
     path = run_dir / REPORT
     path.write_text(text)
@@ -168,6 +169,38 @@ def _errors_per_source(after: dict) -> list[str]:
     if sources == [None]:
         return [_errors(after)]
     return [part for s in sources for part in (f"### {s}", _errors(after, source=s))]
+
+
+def _share(hits: int, n: int) -> str:
+    return f"{hits} of {n} ({hits / n:.1%})" if n else "-"
+
+
+def label_review_sections(review: dict[str, dict], limit: int = 10) -> list[str]:
+    """training/label_review.py's counts and the papers whose text sides with the model."""
+    if not review:
+        return []
+    table = ["| source | cancer papers naming a neoplasm: found | naming none: found "
+             "| non-cancer papers with one in the title: called cancer | false positives |",
+             "|---|---:|---:|---:|---:|"]
+    for source, r in review.items():
+        c, o = r["cancer"], r["non_cancer"]
+        table.append(f"| {source} | {_share(c['named_found'], c['named'])} "
+                     f"| {_share(c['unnamed_found'], c['n'] - c['named'])} "
+                     f"| {_share(o['title_named_called_cancer'], o['title_named'])} "
+                     f"| {o['false_positives']} |")
+    out = ["## Labels to review (served read)",
+           "A neoplasm is named when the text holds a stem of a MeSH C04 (Neoplasms) heading; "
+           "the lists are the misread papers where the text sides with the model: labelled "
+           "cancer and naming no neoplasm, or labelled otherwise and naming one in the title.",
+           "\n".join(table)]
+    for source, r in review.items():
+        out.append(f"### {source}: {len(r['to_review'])} to review")
+        rows = [f"| {p['id']} | {p['label']} | {p['p_cancer']:.3f} "
+                f"| {p['title'][:100].replace('|', '/')} |" for p in r["to_review"][:limit]]
+        if rows:
+            out.append("\n".join(["| paper id | label | P(cancer) | title |",
+                                   "|---|---|---:|---|", *rows]))
+    return out
 
 
 def _summary(run: dict, before: dict, after: dict, train_log: dict | None) -> str:

@@ -139,9 +139,10 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
     """Read the validation papers of every source as serving does (the whole abstract of every
     cut one, for the threshold table), fit the calibration and store it in the manifest, then
     read the test papers under it (a second read only where the rule asks); one engine start.
-    Writes calibration.json and eval_after.json."""
+    Writes calibration.json and eval_after.json (with each source's `label_review`)."""
     from training.calibration import fit_calibration
     from training.evaluate import read_twice, rule_asks, served_evaluation
+    from training.label_review import label_review
     from training.merge import set_calibration
     from training.prompting import renderer_for
     from training.scoring import scoring_session
@@ -167,6 +168,7 @@ def calibrate_and_evaluate(run_dir: Path, merged: Path, data_dir: Path, test: li
              "template": manifest.prompt.template, "template_version": manifest.prompt.version,
              "seconds": round(time.perf_counter() - started, 2),
              **served_evaluation(test, test_reads, rule)}
+    after["label_review"] = label_review(test, after["predictions"])
     _dump(run_dir / "eval_after.json", after)
     return after
 

@@ -122,6 +122,7 @@ def test_report_and_figures_are_written(smoke_run: dict) -> None:
     assert "### assignment (8 papers" in report and "fine-tuned, served (second read)" in report
     assert "### Calibration" in report and "| read again below |" in report
     assert "#### Validation: assignment (" in report
+    assert "## Labels to review" in report and "| assignment |" in report
     train_log = json.loads((run_dir / "train_log.json").read_text())
     assert train_log["backend"] == "peft" and train_log["global_step"] == 3
     assert any("eval_loss" in e for e in train_log["log_history"])  # validation loss logged
