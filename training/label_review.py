@@ -15,16 +15,24 @@ from collections import defaultdict
 
 from preprocessing.papers import Paper
 
-# Stems of MeSH C04 (Neoplasms) headings and their common entry terms; "tumo" covers tumor and
-# tumour. Deliberately broader than the keyword-rule baseline's two stems.
-NEOPLASM_TERMS = re.compile(
-    r"cancer|carcinom|tumo|neoplas|malignan|metasta|oncolog|lymphoma|leuk[a]?emi|sarcoma"
-    r"|melanoma|glioma|blastoma|myeloma|adenoma|mesothelioma", re.IGNORECASE)
+# Stems of MeSH C04 (Neoplasms) headings and entry terms ("tumo": tumor, tumour), and any
+# "-oma" word (carcinoma, hepatoma, insulinoma, meningioma...) but the listed ones that name no
+# neoplasm. Deliberately broader than the keyword-rule baseline's two stems.
+NEOPLASM_STEMS = re.compile(r"cancer|tumo|neoplas|malignan|metasta|oncolog|leuk[a]?emi",
+                            re.IGNORECASE)
+OMA_WORD = re.compile(r"\b[a-z]{2,}om(?:a|as|ata)\b", re.IGNORECASE)
+NOT_NEOPLASMS = frozenset({
+    "aroma", "atheroma", "cholesteatoma", "coma", "condyloma", "diploma", "endometrioma",
+    "glaucoma", "granuloma", "haematoma", "hematoma", "mycetoma", "scleroma", "scotoma",
+    "seroma", "soma", "staphyloma", "stoma", "stroma", "trachoma", "tuberculoma", "xanthoma"})
 
 
 def names_neoplasm(text: str) -> bool:
-    """True when `text` contains a stem of `NEOPLASM_TERMS`."""
-    return NEOPLASM_TERMS.search(text) is not None
+    """True when `text` holds a neoplasm stem or an "-oma" word naming a neoplasm."""
+    if NEOPLASM_STEMS.search(text):
+        return True
+    words = (re.sub(r"om(?:as|ata)$", "oma", w.lower()) for w in OMA_WORD.findall(text))
+    return any(w not in NOT_NEOPLASMS for w in words)
 
 
 def _disputed(paper: Paper, prediction: dict) -> bool:

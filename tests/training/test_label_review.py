@@ -28,9 +28,11 @@ PREDICTIONS = [{"id": k, "predicted": v[0], "p_cancer": v[1]} for k, v in CALLS.
 
 def test_neoplasm_terms_cover_c04_stems_and_spare_ordinary_words() -> None:
     for text in ("Hodgkin LYMPHOMA", "tumour suppressor", "acute leukaemia", "metastatic",
-                 "pituitary adenoma", "neuroblastoma"):
+                 "pituitary adenoma", "neuroblastoma", "a rat hepatoma cDNA library",
+                 "patients with an insulinoma", "multiple meningiomas", "teratomata"):
         assert names_neoplasm(text), text
-    for text in ("rotavirus in a liver cell line", "asthma", "hematoma after surgery"):
+    for text in ("rotavirus in a liver cell line", "asthma", "hematoma after surgery",
+                 "open-angle glaucoma", "tuberculous granulomas", "bone marrow stroma", "coma"):
         assert not names_neoplasm(text), text
 
 
