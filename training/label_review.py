@@ -17,31 +17,33 @@ from preprocessing.papers import Paper
 
 # Stems of MeSH C04 (Neoplasms) headings and entry terms ("tumo": tumor, tumour), and any
 # "-oma" word (carcinoma, hepatoma, insulinoma, meningioma...) but the listed ones that name no
-# neoplasm. Deliberately broader than the keyword-rule baseline's two stems.
-NEOPLASM_STEMS = re.compile(r"cancer|tumo|neoplas|malignan|metasta|oncolog|leuk[a]?emi",
+# neoplasm. Deliberately broader than the keyword-rule baseline's two stems. The phrases
+# that hold a stem but name no neoplasm (tumor necrosis factor, malignant hyperthermia...)
+# are taken out first.
+NOT_NEOPLASM_PHRASES = re.compile(
+    r"tumou?r[\s-]+necrosis[\s-]+factor|leuka?emia[\s-]+inhibitory[\s-]+factor"
+    r"|neuroleptic[\s-]+malignant"
+    r"|malignant[\s-]+(?:hyperthermia|hyperpyrexia|hypertension|(?:external[\s-]+)?otitis)",
+    re.IGNORECASE)
+NEOPLASM_STEMS = re.compile(r"cancer|tumo|neoplas|malignan|metasta(?!bl)|oncolog|leuka?emi",
                             re.IGNORECASE)
 OMA_WORD = re.compile(r"\b[a-z]{2,}om(?:a|as|ata)\b", re.IGNORECASE)
 NOT_NEOPLASMS = frozenset({
-    "aroma", "atheroma", "cholesteatoma", "coma", "condyloma", "diploma", "endometrioma",
-    "glaucoma", "granuloma", "haematoma", "hematoma", "mycetoma", "scleroma", "scotoma",
-    "seroma", "soma", "staphyloma", "stoma", "stroma", "trachoma", "tuberculoma", "xanthoma"})
+    "aroma", "atheroma", "cephalhematoma", "cephalohematoma", "cholesteatoma", "chroma",
+    "condyloma", "diploma", "endometrioma", "glaucoma", "granuloma", "haematoma", "hematoma",
+    "leproma", "lipogranuloma", "lymphogranuloma", "mycetoma", "oklahoma", "rhinoscleroma",
+    "scleroma", "scotoma", "seroma", "staphyloma", "stoma", "stroma",
+    "thoma",  # Thomas, read as a plural
+    "trachoma", "tuberculoma", "xanthogranuloma", "xanthoma", "zygoma"})
 
 
 def names_neoplasm(text: str) -> bool:
     """True when `text` holds a neoplasm stem or an "-oma" word naming a neoplasm."""
+    text = NOT_NEOPLASM_PHRASES.sub(" ", text)
     if NEOPLASM_STEMS.search(text):
         return True
     words = (re.sub(r"om(?:as|ata)$", "oma", w.lower()) for w in OMA_WORD.findall(text))
     return any(w not in NOT_NEOPLASMS for w in words)
-
-
-def _disputed(paper: Paper, prediction: dict) -> bool:
-    """Misread, and the text sides with the model against the label."""
-    if prediction["predicted"] == paper.label:
-        return False
-    if paper.label == "cancer":
-        return not names_neoplasm(f"{paper.title} {paper.abstract}")
-    return names_neoplasm(paper.title)
 
 
 def label_review(papers: list[Paper], predictions: list[dict]) -> dict[str, dict]:
@@ -51,7 +53,9 @@ def label_review(papers: list[Paper], predictions: list[dict]) -> dict[str, dict
     confident first).
 
     `predictions` are the evaluation's, one per paper with `id`, `predicted` and `p_cancer`.
-    Raises KeyError when a paper has no prediction."""
+    Returns {source: {"cancer": {n, named, named_found, unnamed_found}, "non_cancer": {n,
+    title_named, title_named_called_cancer, false_positives}, "to_review": [{id, label,
+    predicted, p_cancer, title}]}}. Raises KeyError when a paper has no prediction."""
     by_id = {p["id"]: p for p in predictions}
     out: dict[str, dict] = defaultdict(lambda: {
         "cancer": {"n": 0, "named": 0, "named_found": 0, "unnamed_found": 0},
@@ -71,7 +75,7 @@ def label_review(papers: list[Paper], predictions: list[dict]) -> dict[str, dict
             counts["title_named_called_cancer"] += named and called
             counts["false_positives"] += called
         counts["n"] += 1
-        if _disputed(paper, pred):
+        if called != (paper.label == "cancer") and called == named:  # the text sides with it
             row["to_review"].append({"id": paper.id, "label": paper.label,
                                      "predicted": pred["predicted"],
                                      "p_cancer": pred["p_cancer"], "title": paper.title})

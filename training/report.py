@@ -176,7 +176,8 @@ def _share(hits: int, n: int) -> str:
 
 
 def label_review_sections(review: dict[str, dict], limit: int = 10) -> list[str]:
-    """training/label_review.py's counts and the papers whose text sides with the model."""
+    """Markdown blocks for the report and the notebook: a heading, an explanation, one table
+    (a row per source) and per source a heading and its first `limit` papers to review."""
     if not review:
         return []
     table = ["| source | cancer papers naming a neoplasm: found | naming none: found "
@@ -189,7 +190,10 @@ def label_review_sections(review: dict[str, dict], limit: int = 10) -> list[str]
                      f"| {_share(o['title_named_called_cancer'], o['title_named'])} "
                      f"| {o['false_positives']} |")
     out = ["## Labels to review (served read)",
-           "A neoplasm is named when the text holds a stem of a MeSH C04 (Neoplasms) heading; "
+           "A source's label is its own definition: OHSUMED's cancer is the MeSH category C04 "
+           "its indexers gave the paper after reading the full text, one category a paper. "
+           "A neoplasm is named when the text holds a stem of a MeSH C04 (Neoplasms) heading "
+           "or an \"-oma\" word other than the listed non-neoplasms (glaucoma, hematoma...); "
            "the lists are the misread papers where the text sides with the model: labelled "
            "cancer and naming no neoplasm, or labelled otherwise and naming one in the title.",
            "\n".join(table)]

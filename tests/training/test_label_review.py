@@ -34,6 +34,18 @@ def test_neoplasm_terms_cover_c04_stems_and_spare_ordinary_words() -> None:
     for text in ("rotavirus in a liver cell line", "asthma", "hematoma after surgery",
                  "open-angle glaucoma", "tuberculous granulomas", "bone marrow stroma", "coma"):
         assert not names_neoplasm(text), text
+    # Phrases that hold a stem and words read as "-oma"s but name no neoplasm.
+    for text in ("Tumor necrosis factor-alpha in host defense", "tumour-necrosis-factor",
+                 "leukemia inhibitory factor", "malignant hyperthermia", "malignant hyperpyrexia",
+                 "neuroleptic malignant syndrome", "malignant hypertension",
+                 "malignant external otitis", "a metastable state", "the Thomas procedure",
+                 "University of Oklahoma", "fractures of the zygoma", "neonatal cephalhematoma",
+                 "a cephalohematoma", "lymphogranuloma venereum", "a lipogranuloma",
+                 "juvenile xanthogranuloma", "rhinoscleroma", "a leproma", "chroma subsampling"):
+        assert not names_neoplasm(text), text
+    # The phrases are taken out, not the rest of the text.
+    assert names_neoplasm("tumor necrosis factor in metastatic melanoma")
+    assert names_neoplasm("malignant hyperthermia and malignant lymphoma")
 
 
 def test_counts_per_source_and_the_papers_to_review() -> None:
