@@ -170,7 +170,8 @@ def evaluate(
 ) -> None:
     """Score a split by the label-token probabilities (one forward pass per paper) and print
     accuracy, macro F1, ECE, ROC-AUC and the wall time in seconds as one JSON line. Reads
-    DATA_DIR/<split>.parquet; writes only --out."""
+    DATA_DIR/<split>.parquet; writes only --out (every prediction, and per source the label
+    review: recall on papers that name a neoplasm and on those that name none)."""
     import json
 
     from training.evaluate import check_served_arguments, evaluate_split, headline

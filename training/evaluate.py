@@ -22,6 +22,7 @@ from model_contract.reading import (
 from preprocessing.papers import Paper
 from training.calibration import TwoReads, served_logit
 from training.data import load_papers
+from training.label_review import label_review
 from training.metrics import classification_metrics, predicted
 from training.prompting import renderer_for
 from training.scoring import EngineName, score_papers, scoring_session
@@ -108,7 +109,8 @@ def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
                    served: bool = False, reread_below: float | None = None) -> dict:
     """`title_only`: score each paper with its abstract removed, as records without one
     (letters, editorials, PubMed's CSV download) are read. `served`: read as the gateway
-    serves (`evaluate_served`). Raises ValueError as `check_served_arguments` does."""
+    serves (`evaluate_served`). The result carries each source's `label_review`
+    (training/label_review.py). Raises ValueError as `check_served_arguments` does."""
     if served:
         check_served_arguments(adapter, template)
     papers = load_papers(data_dir, split, limit, seed)
@@ -116,7 +118,8 @@ def evaluate_split(model: Path | str, data_dir: Path, split: str = "test",
         papers = [replace(p, abstract="") for p in papers]
     result = (evaluate_served(model, papers, engine, batch_size, reread_below) if served
               else evaluate_papers(model, papers, adapter, template, engine, batch_size))
-    return {"split": split, "title_only": title_only, "served": served, **result}
+    return {"split": split, "title_only": title_only, "served": served, **result,
+            "label_review": label_review(papers, result["predictions"])}
 
 
 def headline(result: dict) -> dict:

@@ -180,3 +180,9 @@ def test_served_evaluation_repeats_the_runs_test_read(smoke_run: dict, smoke_rec
     for ours, theirs in zip(served["predictions"], after["predictions"], strict=True):
         assert ours["reread"] == theirs["reread"]
         assert ours["p_cancer"] == pytest.approx(theirs["p_cancer"], abs=1e-4)
+    # The same reads give the same label review (counts and the papers to review).
+    for source, review in after["label_review"].items():
+        ours = served["label_review"][source]
+        assert ours["cancer"] == review["cancer"]
+        assert ours["non_cancer"] == review["non_cancer"]
+        assert [p["id"] for p in ours["to_review"]] == [p["id"] for p in review["to_review"]]
