@@ -171,6 +171,12 @@ def _errors_per_source(after: dict) -> list[str]:
     return [part for s in sources for part in (f"### {s}", _errors(after, source=s))]
 
 
+def _cell(text: str, width: int = 100) -> str:
+    """One markdown table cell: no pipe, at most `width` characters."""
+    text = text.replace("|", "/")
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def _share(hits: int, n: int) -> str:
     return f"{hits} of {n} ({hits / n:.1%})" if n else "-"
 
@@ -200,7 +206,7 @@ def label_review_sections(review: dict[str, dict], limit: int = 10) -> list[str]
     for source, r in review.items():
         out.append(f"### {source}: {len(r['to_review'])} to review")
         rows = [f"| {p['id']} | {p['label']} | {p['p_cancer']:.3f} "
-                f"| {p['title'][:100].replace('|', '/')} |" for p in r["to_review"][:limit]]
+                f"| {_cell(p['title'])} |" for p in r["to_review"][:limit]]
         if rows:
             out.append("\n".join(["| paper id | label | P(cancer) | title |",
                                    "|---|---|---:|---|", *rows]))

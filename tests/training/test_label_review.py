@@ -78,3 +78,7 @@ def test_the_report_shows_one_table_and_a_list_per_source() -> None:
     assert "| d | non_cancer | 0.990 | Trends in lung cancer incidence |" in listed
     assert "| b |" not in listed  # cut at the limit
     assert label_review_sections({}) == []
+    long = [_paper("z", "Lymphoma | B " + "x" * 200, "", "non_cancer")]
+    long_calls = [{"id": "z", "predicted": "cancer", "p_cancer": 0.9}]
+    cell = label_review_sections(label_review(long, long_calls))[-1].splitlines()[-1]
+    assert "Lymphoma / B" in cell and cell.endswith("… |") and len(cell) < 140
