@@ -82,4 +82,3 @@ def label_review(papers: list[Paper], predictions: list[dict]) -> dict[str, dict
     for row in out.values():
         row["to_review"].sort(key=lambda p: -abs(p["p_cancer"] - 0.5))
     return dict(out)
-
