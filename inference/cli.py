@@ -82,7 +82,7 @@ def gateway() -> None:
     from inference.gateway.logs import configure_logging
     from inference.gateway.settings import GatewaySettings
 
-    settings = GatewaySettings()
+    settings = settings_from(GatewaySettings)
     configure_logging(settings.log_level)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_config=None, access_log=False, timeout_graceful_shutdown=10,

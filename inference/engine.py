@@ -43,7 +43,8 @@ class EngineSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the engine's OpenAI server binds to "
                       "(0.0.0.0 in a container)")
-    port: int = Field(8000, description="TCP port the engine's OpenAI server listens on")
+    port: int = Field(8000, ge=1, le=65535,
+                      description="TCP port the engine's OpenAI server listens on")
     served_model_name: str = Field(SERVED_NAME, description="Model name clients ask for "
                                    "(the gateway's GATEWAY_MODEL_NAME must match)")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Where the engine "

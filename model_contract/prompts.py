@@ -186,7 +186,9 @@ def write_prompt_frame(model_dir: Path, hf_tokenizer: Any) -> None:
 HEAD_CHARS_PER_TOKEN = 8
 
 
-def _collapse(text: str) -> str:
+def collapse_whitespace(text: str) -> str:
+    """Every run of whitespace as one space, none at the ends: the form in which a template
+    shows a title or abstract to the model (case and characters unchanged)."""
     return " ".join(text.split())
 
 
@@ -232,7 +234,7 @@ class PromptRenderer:
     def _cap(self, text: str, cap: int | None, tail: int = 0) -> tuple[str, bool]:
         """Keep `cap` tokens: the first `cap - tail` and the last `tail`, joined by an
         ellipsis; cuts fall on token boundaries of the original text."""
-        text = _collapse(text)
+        text = collapse_whitespace(text)
         if cap is None:
             return text, False
         if not tail and (head := self._head_if_longer(text, cap)) is not None:

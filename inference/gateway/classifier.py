@@ -21,7 +21,7 @@ from tenacity import (
 from inference.gateway.engines import Engine, EnginePool, NoEngineAvailable
 from inference.gateway.metrics import GatewayMetrics
 from inference.gateway.settings import GatewaySettings
-from model_contract.prompts import PromptRenderer
+from model_contract.prompts import PromptRenderer, collapse_whitespace
 from model_contract.reading import (
     LabelScore,
     ReadingRule,
@@ -29,7 +29,6 @@ from model_contract.reading import (
     sampling_params,
     score_from_logprobs,
 )
-from preprocessing.clean import paper_key
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -93,7 +92,10 @@ class Classifier:
         self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
 
     def _cache_key(self, title: str, abstract: str) -> bytes:
-        raw = f"{paper_key(title, abstract)}\x1f{self.model.version}\x1f{self.model.prompt_version}"
+        # The text as the model sees it: a case-folded key would hand "ALL relapse" (acute
+        # lymphoblastic leukaemia) the answer read for "all relapse".
+        raw = "\x1f".join([collapse_whitespace(title), collapse_whitespace(abstract),
+                           self.model.version, self.model.prompt_version])
         return hashlib.sha256(raw.encode()).digest()  # 32 bytes, half the hex string's size
 
     async def classify(self, title: str, abstract: str) -> Answer:

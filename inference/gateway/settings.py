@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model_contract.layout import SERVED_NAME
@@ -21,7 +21,7 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     host: str = Field("127.0.0.1", description="Bind address (0.0.0.0 in a container)")
-    port: int = Field(8080, description="Listen port")
+    port: int = Field(8080, ge=1, le=65535, description="Listen port")
     engine_urls: Annotated[list[str], NoDecode] = Field(
         ["http://127.0.0.1:8000"], description="vLLM OpenAI servers, comma-separated"
     )
@@ -40,7 +40,9 @@ class GatewaySettings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         [], description="Accepted API keys, comma-separated; empty and no file = auth off"
     )
-    api_keys_file: Path | None = Field(None, description="File with one API key per line")
+    api_keys_file: Path | None = Field(
+        None, description="File with one API key per line; when set, it must exist and hold a "
+        "key, or the gateway refuses to start (a missing secret must not turn auth off)")
     max_batch: int = Field(64, ge=1, description="Most papers in one /v1/classify_papers call")
     # Above the engine's own batch (max_num_seqs 64): the engine queues the rest, and 32 users
     # sending batches of 4 (128 calls) must not see 429s (seen at 64 in a 10-minute Locust run).
@@ -77,8 +79,25 @@ class GatewaySettings(BaseSettings):
 
     _split = field_validator("engine_urls", "api_keys", mode="before")(_split_csv)
 
+    @model_validator(mode="after")
+    def _keys_file_holds_keys(self) -> GatewaySettings:
+        if self.api_keys_file is not None:
+            self.load_api_keys()
+        return self
+
     def load_api_keys(self) -> list[str]:
+        """The accepted keys: `api_keys`, then the lines of `api_keys_file`. Raises ValueError
+        when the file is set but unreadable or holds no key: auth must fail closed."""
         keys = list(self.api_keys)
-        if self.api_keys_file and self.api_keys_file.exists():
-            keys += [k.strip() for k in self.api_keys_file.read_text().splitlines() if k.strip()]
-        return keys
+        if self.api_keys_file is None:
+            return keys
+        try:
+            lines = self.api_keys_file.read_text().splitlines()
+        except OSError as err:
+            raise ValueError(f"api_keys_file {self.api_keys_file} cannot be read "
+                             f"({err.strerror}); refusing to run with auth off") from None
+        from_file = [k.strip() for k in lines if k.strip()]
+        if not from_file:
+            raise ValueError(f"api_keys_file {self.api_keys_file} holds no key; refusing to "
+                             "run with auth off")
+        return keys + from_file

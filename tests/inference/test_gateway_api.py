@@ -200,10 +200,21 @@ def test_cache_hits_return_the_same_answer_without_an_engine_call(
     paper = {"title": "Cache probe: melanoma", "abstract": "Skin cancer incidence in Norway."}
     first = client.post("/v1/classify_paper", json=paper).json()
     assert (client.metric(hits), client.metric(misses), standin.calls) == (0, 1, 1)
-    # Whitespace and case differences normalise to the same key.
-    again = {"title": "  cache probe:   MELANOMA ", "abstract": paper["abstract"]}
+    # Whitespace the template collapses anyway gives the same key ...
+    again = {"title": "  Cache probe:\n  melanoma ", "abstract": paper["abstract"] + "\t"}
     assert client.post("/v1/classify_paper", json=again).json() == first
     assert (client.metric(hits), client.metric(misses), standin.calls) == (1, 1, 1)
+
+
+def test_the_cache_tells_apart_what_the_model_tells_apart(
+        client: GatewayClient, standin: StandInEngine) -> None:
+    # "ALL" (acute lymphoblastic leukaemia) is not "all": the model reads case, so the cache
+    # must not fold it, or the first request's answer would decide the second's.
+    standin.script.cancer_probability = lambda text: 0.9 if "ALL relapse" in text else 0.2
+    upper = client.post("/v1/classify_paper", json={"title": "ALL relapse in children"}).json()
+    lower = client.post("/v1/classify_paper", json={"title": "all relapse in children"}).json()
+    assert (upper["label"], lower["label"]) == ("cancer", "non_cancer")
+    assert standin.calls == 2
 
 
 def test_no_cache_when_its_size_is_zero(make_client, standin: StandInEngine) -> None:

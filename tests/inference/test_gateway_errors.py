@@ -122,6 +122,20 @@ def test_api_keys(make_client, tmp_path) -> None:
         assert client.get(open_path).status_code == 200
 
 
+@pytest.mark.parametrize("content", [None, "", "\n  \n"], ids=["missing", "empty", "blank"])
+def test_a_keys_file_without_keys_refuses_to_start(tmp_path, content: str | None) -> None:
+    from pydantic import ValidationError
+
+    from inference.gateway.settings import GatewaySettings
+
+    key_file = tmp_path / "keys"
+    if content is not None:
+        key_file.write_text(content)
+    # A secret mounted under another name must not leave the gateway open to anyone.
+    with pytest.raises(ValidationError, match="refusing to run with auth off"):
+        GatewaySettings(api_keys=["env-key"], api_keys_file=key_file)
+
+
 def test_overload_gets_429_with_retry_after(make_client, standin: StandInEngine) -> None:
     client = make_client(max_in_flight=1, queue_wait_s=0.05, cache_size=0)
     standin.script.delay_s = 3600  # holds the only slot until the test lets go
