@@ -57,20 +57,26 @@ def engine(
     wait until it serves, print its URL, and stay in the foreground until Ctrl-C or SIGTERM.
     Reads the model directory; writes nothing (vLLM logs to the terminal)."""
     from inference import engine as eng
+    from inference.local import stop_process
 
     _log_setup()
     settings = settings_from(EngineSettings, host=host, port=port)
     model_dir = model_dir_from(model)
-    process = eng.start(settings, model_dir)
-    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    # Its own process group, stopped whole on every way out: vLLM's engine core is a child of
+    # the server and would otherwise outlive a server that crashed or was killed.
+    process = eng.start(settings, model_dir, detach=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = f"http://{settings.host}:{settings.port}"
+    code = 0
     try:
         waited = eng.wait_ready(url, settings.served_model_name, settings.ready_timeout_s, process)
         typer.echo(f"engine ready in {waited:.0f} s: {url}/v1 serving {model_dir}")
-        raise typer.Exit(process.wait())
+        code = process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
+        pass
+    finally:
+        stop_process(process.pid, timeout_s=30)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -168,3 +168,39 @@ def test_a_folder_that_is_no_model_is_a_usage_error(args: list[str], tmp_path: P
     assert f"{tmp_path} is not a model directory (no config.json)" in result.output
     hint = "MODEL" if args[0] == "deploy-model" else args[-2]
     assert f"Invalid value for {hint}" in result.output and not (tmp_path / "out").exists()
+
+
+def test_engine_command_stops_the_engine_core_when_the_server_dies(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, base_model_dir: Path) -> None:
+    """vLLM's engine core is a child of the API server: when the server dies, the launcher
+    must stop the core too, not leave it holding gigabytes and a core."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from inference import engine as eng
+    from inference.local import _is_gone
+
+    core_pid = tmp_path / "core.pid"
+    server = ("import subprocess, sys\n"
+              "core = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+              f"open({str(core_pid)!r}, 'w').write(str(core.pid))\n"
+              "sys.exit(9)\n")  # the server dies; its child, the core, lives on
+
+    def start(settings, model_dir, log_path=None, detach=False, env=None):
+        return subprocess.Popen([sys.executable, "-c", server], start_new_session=detach)
+
+    def wait_ready(url, name, timeout_s, process):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (core_pid.exists() and core_pid.read_text()):
+            time.sleep(0.05)
+        return 0.0
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's SIGTERM handler
+    monkeypatch.setattr(eng, "start", start)
+    monkeypatch.setattr(eng, "wait_ready", wait_ready)
+    result = CliRunner().invoke(app, ["engine", "--model", str(base_model_dir)])
+    assert result.exit_code == 9, result.output
+    pid = int(core_pid.read_text())
+    assert _is_gone(pid), f"engine core {pid} outlived the server"
