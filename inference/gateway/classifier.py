@@ -170,7 +170,9 @@ class Classifier:
                 status, raw = response.status, await response.read()
         except TimeoutError:  # aiohttp's timeouts (connect included) are TimeoutErrors
             self.metrics.engine_errors.labels("timeout").inc()
-            raise ServiceError(504, "inference engine timed out") from None
+            # Transient as a 503 is (a frozen or swamped engine): say when to try again.
+            raise ServiceError(504, "inference engine timed out; retry later",
+                               self.settings.retry_after_s) from None
         except aiohttp.ClientError as err:  # refused, reset, disconnected mid-answer
             self.metrics.engine_errors.labels("connect").inc()
             self.pool.mark_failed(engine, type(err).__name__)

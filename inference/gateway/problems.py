@@ -120,7 +120,8 @@ _DESCRIPTIONS = {
     500: "Unexpected fault (no details: see the gateway log for the X-Request-ID)",
     502: "The inference engine answered something unusable",
     503: "No inference engine is available; `Retry-After` says when to retry",
-    504: "The inference engine did not answer within GATEWAY_REQUEST_TIMEOUT_S",
+    504: "The inference engine did not answer within GATEWAY_REQUEST_TIMEOUT_S; `Retry-After` "
+         "says when to retry",
 }
 
 

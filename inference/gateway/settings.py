@@ -60,7 +60,7 @@ class GatewaySettings(BaseSettings):
     )
     cache_size: int = Field(10_000, ge=0, description="Result cache entries (0 = off)")
     health_interval_s: float = Field(2.0, gt=0, description="How often engines are probed")
-    retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 429 and 503")
+    retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 429, 503 and 504")
     # uvicorn's default (5 s) is shorter than ingress-nginx's upstream keep-alive (60 s): nginx
     # would reuse a connection the gateway is closing, and the client gets a sporadic 502. The
     # side that closes idle connections must be the proxy, so this must exceed its timeout

@@ -160,6 +160,7 @@ def test_engine_timeout_is_504(make_client, standin: StandInEngine) -> None:
     standin.script.delay_s = 3600
     response = client.post("/v1/classify_paper", json={"title": "Timeout", "abstract": "HCC."})
     assert "timed out" in check_problem(response, 504)["detail"]
+    assert response.headers["retry-after"] == "2"
     assert engine_errors(client)["timeout"] == 1
     wait_until(lambda: standin.active == 0, what="the engine to see the call abandoned")
     assert standin.aborted == 1
