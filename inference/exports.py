@@ -10,6 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import rispy
 
+from inference.spreadsheet import defuse
+
 EXPORT_FORMATS = (".csv", ".ris")
 # The answer's columns, after the input's identifiers and text.
 ANSWER_COLUMNS = ["label", "cancer_probability", "probability", "abstract_missing",
@@ -52,7 +54,7 @@ def export_results(frame: pd.DataFrame, table: pa.Table, path: Path) -> Path:
     rows = joined(frame, table)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        rows.to_csv(path, index=False)
+        rows.map(defuse).to_csv(path, index=False)
     else:
         records = rows.astype(object).where(rows.notna(), None).to_dict("records")
         path.write_text(rispy.dumps([_ris_entry(r) for r in records]))

