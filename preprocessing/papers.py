@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,18 +36,39 @@ class PaperParseError(ValueError):
     """A file that is not a paper; the message says why."""
 
 
+# Byte-order marks of the encodings a file announces itself; UTF-32 LE's begins with UTF-16
+# LE's, so it is looked for first.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 def decode(raw: bytes) -> tuple[str, str]:
-    """The text and the encoding that decoded it: UTF-8 (with or without a byte-order mark,
-    reported as `utf-8`), then `cp1252` (what Excel on Windows writes), then `latin-1`, which
-    never fails."""
+    """The text and the encoding that decoded it. A UTF-16 or UTF-32 byte-order mark decides
+    (`utf-16`, `utf-32`; what Excel's "Unicode text" writes); else UTF-8 (with or without a
+    mark, reported as `utf-8`). Otherwise each line is decoded on its own, as UTF-8 where it
+    is, else `cp1252` (what Excel on Windows writes), else `latin-1`, which never fails: one
+    line pasted from a Windows program must not turn every other line into mojibake. The
+    encoding reported is then those used by lines with non-ASCII bytes, e.g. `cp1252` or
+    `utf-8+cp1252`."""
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            return raw.decode(codec, errors="replace"), codec
     try:
         return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
         pass
-    try:
-        return raw.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1"
+    parts, used = [], set()
+    for number, line in enumerate(raw.splitlines(keepends=True)):
+        for codec in ("utf-8-sig" if number == 0 else "utf-8", "cp1252", "latin-1"):
+            try:
+                parts.append(line.decode(codec))
+            except UnicodeDecodeError:
+                continue
+            if not line.isascii():
+                used.add(codec.removesuffix("-sig"))
+            break
+    order = ("utf-8", "cp1252", "latin-1")
+    return "".join(parts), "+".join(c for c in order if c in used)
 
 
 def decode_bytes(raw: bytes) -> str:

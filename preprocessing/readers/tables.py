@@ -82,16 +82,36 @@ def _records(rows: Iterable[Mapping[str, Any]], columns: dict[str, str],
 def read_delimited(raw: bytes, suffix: str, report: ReadReport,
                    explicit: Mapping[str, str] | None = None) -> Iterator[Record]:
     """CSV or TSV bytes; the delimiter is sniffed from the first lines (comma, tab or
-    semicolon), else taken from the file's `suffix`."""
+    semicolon), else taken from the file's `suffix`. A row with more fields than the header
+    (an unquoted delimiter) becomes a record with a problem: shifting its columns would
+    classify the wrong text. Raises ValueError for an empty file or a malformed quote."""
     text = decode_text(raw, report)
     try:
-        dialect = csv.Sniffer().sniff(text[:65536], delimiters=",\t;")
-        sep = dialect.delimiter
+        sep = csv.Sniffer().sniff(text[:65536], delimiters=",\t;").delimiter
     except csv.Error:
         sep = "\t" if suffix.lower() in {".tsv", ".tab"} else ","
-    frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-    columns = resolve_columns(frame.columns, explicit)
-    yield from _records(frame.to_dict("records"), columns, report)
+    lines = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    try:
+        header = next(lines, None)
+        if header is None:
+            raise ValueError("the table is empty: it has no header line")
+        columns = resolve_columns(header, explicit)
+        position = 0
+        for row in lines:
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line
+            if len(row) > len(header):
+                yield unreadable(report, str(position), f"line {lines.line_num} has {len(row)} "
+                                 f"fields but the header {len(header)}: an unquoted "
+                                 f"{sep!r} in a field?")
+            else:
+                named: dict[str, str] = {}
+                for name, cell in zip(header, row, strict=False):
+                    named.setdefault(name, cell)  # a repeated column name: the first wins
+                yield from _records([named], columns, report, position)
+            position += 1
+    except csv.Error as err:
+        raise ValueError(f"line {lines.line_num} of the table cannot be read: {err}") from None
 
 
 def read_jsonl(raw: bytes, report: ReadReport, explicit: Mapping[str, str] | None = None

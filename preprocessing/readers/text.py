@@ -1,7 +1,8 @@
 """Text as the readers hand it on: decoded, control characters removed, lone surrogates found.
 
-Decoding is `preprocessing.papers.decode` (UTF-8, then cp1252, then latin-1), the same the
-training data is read with; `decode_text` reports the one used.
+Decoding is `preprocessing.papers.decode` (a UTF-16/32 byte-order mark, else UTF-8, else per
+line UTF-8, cp1252 or latin-1), the same the training data is read with; `decode_text` reports
+the encodings used.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _SPACES = re.compile(r"\s+")
 def decode_text(raw: bytes, report: ReadReport) -> str:
     """`raw` decoded by `preprocessing.papers.decode`, the encoding noted in `report`."""
     text, report.encoding = decode(raw)
-    report.encoding_fallback = report.encoding != "utf-8"
+    # A guess, not what the file says it is: worth a look at the odd characters.
+    report.encoding_fallback = report.encoding not in {"utf-8", "utf-16", "utf-32"}
     return text
 
 

@@ -179,6 +179,34 @@ def test_excel_cp1252_csv_is_decoded_and_the_fallback_reported(tmp_path: Path) -
     assert (records.report.encoding, records.report.encoding_fallback) == ("cp1252", True)
 
 
+def test_a_utf16_export_with_its_byte_order_mark_is_read_as_utf16(tmp_path: Path) -> None:
+    text = 'PMID,Title,Authors\n5555,"Prostate cancer, a review",Smith J\n6666,Ménétrier,Doe A\n'
+    records = read_records(_write(tmp_path, "unicode.csv", text.encode("utf-16")))
+    got = list(records)
+    assert [(r.id, r.title) for r in got] == [("5555", "Prostate cancer, a review"),
+                                              ("6666", "Ménétrier")]
+    assert (records.report.encoding, records.report.encoding_fallback) == ("utf-16", False)
+
+
+def test_one_line_in_another_encoding_leaves_the_utf8_lines_intact(tmp_path: Path) -> None:
+    raw = ("PMID- 1\nTI  - Tumeurs malignes du côlon chez l’enfant.\n\n".encode()
+           + "PMID- 2\nTI  - Ménétrier disease.\n".encode("cp1252"))
+    records = read_records(_write(tmp_path, "mixed.nbib", raw))
+    assert [r.title for r in records] == ["Tumeurs malignes du côlon chez l’enfant.",
+                                          "Ménétrier disease."]
+    assert (records.report.encoding, records.report.encoding_fallback) == ("utf-8+cp1252", True)
+
+
+def test_a_row_with_more_fields_than_the_header_is_a_problem_not_shifted(tmp_path: Path) -> None:
+    raw = b"title,abstract\nLeukemia,a,b,c,d\nOk,fine\n\nAlso ok,fine\n"
+    records = read_records(_write(tmp_path, "ragged.csv", raw))
+    got = list(records)
+    assert [(r.id, r.title, r.abstract) for r in got] == [
+        ("0", "", ""), ("1", "Ok", "fine"), ("2", "Also ok", "fine")]
+    assert "line 2 has 5 fields but the header 2" in got[0].problem
+    assert records.report.problems == 1
+
+
 def test_control_characters_are_removed_and_counted(tmp_path: Path) -> None:
     raw = b'id,title,abstract\n1,"Ti\x00tle\x07",Abs\x00tract\n'
     records = read_records(_write(tmp_path, "nul.csv", raw))
