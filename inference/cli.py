@@ -44,6 +44,7 @@ def _ports(engine_port: int | None, gateway_port: int | None) -> tuple[int, int]
 
 def _log_setup() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the bar
 
 
 @app.command()
@@ -132,6 +133,7 @@ def demo(
     """Serve the model as `serve` does, classify the test split (PROCESSED_DIR/test.parquet)
     over REST, print accuracy, papers per second and sample answers, then keep both running
     with their URLs shown until Ctrl-C. Writes only logs and state under .run/."""
+    from inference.bulk import BulkIncomplete
     from inference.demo import run_demo
     from inference.local import ServeState, start_local, stop_process
 
@@ -139,7 +141,12 @@ def demo(
     processed = settings_from(PreprocessSettings, out_dir=processed_dir).out_dir
     state = start_local(model_dir_from(model), *_ports(engine_port, gateway_port))
     try:
-        run_demo(processed, state.gateway_url)
+        try:
+            run_demo(processed, state.gateway_url)
+        except BulkIncomplete as err:
+            typer.secho(f"the service did not answer every paper: {err}; see the engine's "
+                        "log under .run/", fg="red", err=True)
+            raise typer.Exit(3) from None
         if keep_running:
             typer.echo(f"\ngateway: {state.gateway_url}  (docs {state.gateway_url}/docs)\n"
                        f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
