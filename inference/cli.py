@@ -254,6 +254,10 @@ def classify(
     if export is not None and export.suffix.lower() not in (".csv", ".ris"):
         raise typer.BadParameter("the export format follows the suffix: .csv or .ris",
                                  param_hint="--export")
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; name the parquet file to write",
+                                 param_hint="--out")
+    _check_gateway(settings.gateway_url)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         result = asyncio.run(classify_file(
@@ -264,12 +268,29 @@ def classify(
         raise typer.Exit(3) from None
     except (InputChanged, ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err), param_hint="INPUT_PATH") from None
+    except RuntimeError as err:  # the gateway refused the requests themselves (401, 404, 422)
+        typer.secho(f"refused: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
     typer.echo(result.summary())
     typer.echo(f"wrote {result.table.num_rows} rows to {out}")
     if export is not None:
         from inference.exports import export_results
 
         typer.echo(f"wrote {export_results(result.inputs, result.table, export)}")
+
+
+def _check_gateway(url: str) -> None:
+    """Raises typer.BadParameter when nothing answers GET URL/healthz: a wrong --url is not a
+    transient failure worth minutes of retries."""
+    import httpx
+
+    try:
+        httpx.get(f"{url}/healthz", timeout=10).raise_for_status()
+    except httpx.HTTPError as err:
+        raise typer.BadParameter(
+            f"no gateway answers at {url} ({type(err).__name__}: {err}); start one (python -m "
+            "inference serve prints its URL) or point --url / BULK_GATEWAY_URL at it",
+            param_hint="--url") from None
 
 
 @app.command()

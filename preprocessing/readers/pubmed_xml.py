@@ -16,7 +16,7 @@ from typing import BinaryIO
 from lxml import etree
 
 from preprocessing.readers.records import ReadReport, Record
-from preprocessing.readers.text import finish
+from preprocessing.readers.text import finish, unreadable
 
 _RECORDS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "MedlineCitation")
 
@@ -73,12 +73,27 @@ def _record(element: etree._Element, report: ReadReport) -> Record:
 
 
 def read_pubmed_xml(stream: BinaryIO, report: ReadReport) -> Iterator[Record]:
-    """Records of a PubMed XML stream, in file order. Raises lxml.etree.XMLSyntaxError on a
-    file that is not well-formed XML."""
+    """Records of a PubMed XML stream, in file order. Where the XML stops being well formed (a
+    cut download, a damaged file) the records before are kept and one record with a problem
+    says where it broke: the rest of the file cannot be read. Raises ValueError when it breaks
+    before the first record (not PubMed XML at all)."""
     report.encoding = "utf-8"  # XML declares its own; PubMed's is UTF-8
     # No DTD loading and no entity expansion from the network (resolve_entities=False).
     events = etree.iterparse(stream, events=("end",), tag=_RECORDS, resolve_entities=False,
                              no_network=True, huge_tree=True)
+    read = report.records
+    try:
+        yield from _records(events, report)
+    except etree.XMLSyntaxError as err:
+        line = err.position[0] if err.position else "?"
+        where = f"the XML is not well formed at line {line} ({err.msg})"
+        if report.records == read:
+            raise ValueError(f"{where}: no record could be read") from None
+        yield unreadable(report, f"xml-error-line-{line}", f"{where}; the records after it "
+                         "cannot be read")
+
+
+def _records(events: Iterator, report: ReadReport) -> Iterator[Record]:
     for _, element in events:
         parent = element.getparent()
         if element.tag == "MedlineCitation" and parent is not None and \

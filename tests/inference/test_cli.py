@@ -54,6 +54,7 @@ def bulk_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
         return BulkResult(table, ReadReport(format="csv", records=2), pd.DataFrame())
 
     monkeypatch.setattr("inference.bulk.classify_file", fake_classify_file)
+    monkeypatch.setattr("inference.cli._check_gateway", lambda url: None)
     for name in ("BULK_GATEWAY_URL", "BULK_BATCH_SIZE", "BULK_CONCURRENCY", "BULK_ATTEMPTS",
                  "LOADTEST_API_KEY"):
         monkeypatch.delenv(name, raising=False)
@@ -91,6 +92,33 @@ def test_classify_defaults_environment_and_options(bulk_calls: list[dict],
     assert result.exit_code == 2 and "the export format follows the suffix" in result.output
 
 
+def test_a_url_where_no_gateway_answers_is_refused_at_once() -> None:
+    import typer
+
+    from inference.cli import _check_gateway
+
+    with pytest.raises(typer.BadParameter, match="no gateway answers at http://127.0.0.1:9"):
+        _check_gateway("http://127.0.0.1:9")  # the discard port: nothing listens
+    with pytest.raises(typer.BadParameter, match="no gateway answers at notaurl"):
+        _check_gateway("notaurl")
+
+
+def test_classify_says_in_one_line_what_no_retry_can_mend(
+        bulk_calls: list[dict], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--out", str(tmp_path)],
+                                env=WIDE)
+    assert result.exit_code == 2 and "is a folder" in result.output and not bulk_calls
+
+    async def refused(*args, **kwargs):
+        raise RuntimeError("gateway answered 401: missing API key")
+
+    monkeypatch.setattr("inference.bulk.classify_file", refused)
+    result = CliRunner().invoke(app, ["classify", "papers.csv", "--out",
+                                      str(tmp_path / "o.parquet")])
+    assert result.exit_code == 2
+    assert "refused: gateway answered 401: missing API key" in result.output
+
+
 def test_classify_refuses_an_invalid_setting_by_name(bulk_calls: list[dict]) -> None:
     result = CliRunner().invoke(app, ["classify", "papers.csv", "--attempts", "0"], env=WIDE)
     assert result.exit_code == 2
@@ -108,18 +136,20 @@ def test_engine_port_from_the_environment(monkeypatch: pytest.MonkeyPatch,
                                           tmp_path: Path) -> None:
     started: list[EngineSettings] = []
 
+    stopped: list[int] = []
+
     class FakeProcess:
+        pid = 424242
+
         def wait(self, timeout: float | None = None) -> int:
             return 0
 
-        def terminate(self) -> None:
-            pass
-
-    def fake_start(settings: EngineSettings, model_dir: Path) -> FakeProcess:
+    def fake_start(settings: EngineSettings, model_dir: Path, detach: bool) -> FakeProcess:
         started.append(settings)
         return FakeProcess()
 
     monkeypatch.setattr("inference.engine.start", fake_start)
+    monkeypatch.setattr("inference.local.stop_process", lambda pid, timeout_s: stopped.append(pid))
     monkeypatch.setattr("inference.engine.wait_ready", lambda *a: 1.0)
     monkeypatch.setattr("model_contract.layout.resolve_model_dir", lambda m: tmp_path)
     monkeypatch.setattr("signal.signal", lambda *a: None)
@@ -131,6 +161,7 @@ def test_engine_port_from_the_environment(monkeypatch: pytest.MonkeyPatch,
                                 env={"ENGINE_PORT": "8123"})
     assert result.exit_code == 0, result.output
     assert (started[-1].host, started[-1].port) == ("0.0.0.0", 9000)
+    assert stopped == [FakeProcess.pid] * 2
 
 
 def test_serve_ports_option_over_environment_over_default(
@@ -203,4 +234,7 @@ def test_engine_command_stops_the_engine_core_when_the_server_dies(
     result = CliRunner().invoke(app, ["engine", "--model", str(base_model_dir)])
     assert result.exit_code == 9, result.output
     pid = int(core_pid.read_text())
+    deadline = time.monotonic() + 20  # SIGTERM is sent; give it the time to act
+    while not _is_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert _is_gone(pid), f"engine core {pid} outlived the server"

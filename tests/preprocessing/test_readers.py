@@ -207,6 +207,18 @@ def test_a_row_with_more_fields_than_the_header_is_a_problem_not_shifted(tmp_pat
     assert records.report.problems == 1
 
 
+def test_a_cut_pubmed_xml_keeps_the_records_before_the_cut(tmp_path: Path) -> None:
+    cut = PUBMED_XML[: PUBMED_XML.index("<PubmedBookArticle>") + 40]
+    records = read_records(_write(tmp_path, "pubmed26n0002.xml", cut))
+    got = list(records)
+    assert [r.id for r in got[:2]] == ["1000001", "1000002"]
+    assert got[2].problem.startswith("the XML is not well formed at line")
+    assert "the records after it cannot be read" in got[2].problem
+    assert records.report.problems == 1
+    with pytest.raises(ValueError, match="no record could be read"):
+        list(read_records(_write(tmp_path, "junk.xml", PUBMED_XML[:300])))
+
+
 def test_control_characters_are_removed_and_counted(tmp_path: Path) -> None:
     raw = b'id,title,abstract\n1,"Ti\x00tle\x07",Abs\x00tract\n'
     records = read_records(_write(tmp_path, "nul.csv", raw))
