@@ -86,9 +86,14 @@ def read_inputs(path: Path, fmt: str | None = None, columns: Mapping[str, str] |
     """Columns key, id, title, abstract, pmid, doi, label, problem, one row per input record
     (see preprocessing.readers: any supported format, recognised from the content), and the
     read report. `key` is unique: the id where ids are unique, else the row number. Raises
-    ValueError for a table without title/abstract columns, FileNotFoundError for no input."""
+    ValueError for a table without title/abstract columns or an input without records,
+    FileNotFoundError for no input."""
     records = read_records(path, fmt, columns)
     rows = [asdict(r) for r in tqdm(records, desc="reading", unit="record", disable=None)]
+    if not rows:  # a wrong path or format must not look like a finished run
+        skipped = ", ".join(f"{n} {why}" for why, n in records.report.skipped.items())
+        raise ValueError(f"{path}: no records found (read as {records.report.format}"
+                         f"{'; skipped: ' + skipped if skipped else ''})")
     frame = pd.DataFrame(rows, columns=[f.name for f in fields(Record)])
     ids = frame["id"].astype(str)
     keys = ids if ids.is_unique else pd.Series([f"row-{i}" for i in range(len(frame))])

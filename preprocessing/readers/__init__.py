@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from preprocessing.readers.detect import FORMATS, detect_format, is_gzip
-from preprocessing.readers.folder import read_folder
+from preprocessing.readers.folder import (
+    TABLE_SUFFIXES,
+    folder_files,
+    is_paper_file,
+    read_paper_file,
+)
 from preprocessing.readers.medline import read_medline
 from preprocessing.readers.pubmed_xml import read_pubmed_xml
 from preprocessing.readers.records import ReadReport, Record
@@ -62,14 +67,14 @@ class RecordStream:
     """The records of one input, read lazily; `report` fills as they are read."""
 
     def __init__(self, path: Path, fmt: str, columns: Mapping[str, str] | None,
-                 max_bytes: int | None) -> None:
+                 max_bytes: int | None, report: ReadReport | None = None) -> None:
         self.path, self.format, self.columns, self.max_bytes = path, fmt, columns, max_bytes
-        self.report = ReadReport(format=fmt)
+        self.report = report or ReadReport(format=fmt)
 
     def __iter__(self) -> Iterator[Record]:
         path, report = self.path, self.report
         if self.format == "folder":
-            yield from read_folder(path, report)
+            yield from self._folder_records()
         elif self.format == "parquet":
             yield from read_parquet(path, report, self.columns)
         elif self.format == "pubmed-xml":
@@ -79,6 +84,23 @@ class RecordStream:
             with _open(path, self.max_bytes) as stream:
                 raw = stream.read()
             yield from self._text_records(raw)
+
+    def _folder_records(self) -> Iterator[Record]:
+        """Each file of the folder by its own format, into this stream's one report; a file
+        that holds no papers by its content or name (a README, an image) is counted as
+        skipped. A `.txt` file that is neither a paper nor an export becomes a problem."""
+        for file in folder_files(self.path):
+            if is_paper_file(file):
+                yield from read_paper_file(file, self.report)
+                continue
+            fmt = detect_format(file)
+            if fmt == "csv" and file.suffix.lower() == ".txt":
+                yield from read_paper_file(file, self.report)  # says why it is not a paper
+            elif fmt == "csv" and Path(file.name.lower().removesuffix(".gz")).suffix \
+                    not in TABLE_SUFFIXES:
+                self.report.skipped["file that is not a paper export"] += 1
+            else:
+                yield from RecordStream(file, fmt, self.columns, self.max_bytes, self.report)
 
     def _text_records(self, raw: bytes) -> Iterator[Record]:
         if self.format == "jsonl":

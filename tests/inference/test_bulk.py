@@ -28,6 +28,10 @@ def test_read_inputs_formats(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(ValueError, match="no title or abstract column among \\['name'\\]"):
         (tmp_path / "c.csv").write_text("name\nx\n")
         read_inputs(tmp_path / "c.csv")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.md").write_text("no papers here")
+    with pytest.raises(ValueError, match="no records found .read as folder; skipped: 1 file"):
+        read_inputs(tmp_path / "empty")  # a wrong folder must not look like a finished run
 
 
 @pytest.mark.integration

@@ -54,6 +54,9 @@ def test_bad_records_and_bad_files_are_problems(client: GatewayClient) -> None:
                              files={"file": ("x.csv", PUBMED_CSV.encode())})
     assert bad_format.status_code == 422 and bad_format.json()["errors"][0]["loc"] == ["format"]
     assert client.post("/v1/classify_file").status_code == 422  # no file at all
+    header_only = client.post("/v1/classify_file", files={"file": ("x.csv", b"title,abstract\n")})
+    assert header_only.status_code == 422
+    assert "no records found (read as csv" in header_only.json()["detail"]
 
 
 def test_uploads_are_bounded_in_records(make_client) -> None:  # noqa: ANN001

@@ -270,6 +270,22 @@ def test_parquet_and_folder(tmp_path: Path) -> None:
     assert got[1].problem.startswith("2.txt: first line is not <ID:")
 
 
+def test_a_folder_of_exports_reads_each_file_by_its_format(tmp_path: Path) -> None:
+    baseline = tmp_path / "pubmed-baseline"
+    (baseline / ".cache").mkdir(parents=True)
+    (baseline / "pubmed26n0001.xml.gz").write_bytes(gzip.compress(PUBMED_XML.encode()))
+    (baseline / "export.nbib").write_text(NBIB)
+    (baseline / "README.md").write_text("# Baseline files, 2026\n")
+    (baseline / ".cache" / "x.nbib").write_text(NBIB)  # hidden: not read
+    records = read_records(baseline)
+    got = list(records)
+    assert records.format == "folder"
+    assert [r.pmid for r in got] == ["3000001", "3000002", "1000001", "1000002", "1000003"]
+    assert dict(records.report.skipped) == {"file that is not a paper export": 1,
+                                            "deleted citation": 2}
+    assert records.report.records == 5
+
+
 def test_format_comes_from_the_content_not_the_name(tmp_path: Path) -> None:
     assert detect_format(_write(tmp_path, "a.txt", PUBMED_XML)) == "pubmed-xml"
     assert detect_format(_write(tmp_path, "b.txt", NBIB)) == "medline"

@@ -107,6 +107,11 @@ async def classify_file(
         raise InvalidInput([{"loc": ["file"], "type": "unreadable_file",
                              "msg": printable(f"cannot read the file ({type(err).__name__}: "
                                               f"{err})"[:300])}]) from None
+    if not records:
+        raise InvalidInput([{"loc": ["file"], "type": "no_records",
+                             "msg": f"no records found (read as {report['format']}; "
+                             f"skipped: {report['skipped'] or 'none'}); the formats read are "
+                             f"{', '.join(FORMATS)}"}])
     if len(records) > settings.max_file_records:
         raise InvalidInput([{"loc": ["file"], "type": "too_long",
                              "msg": f"{len(records)} records; at most "
