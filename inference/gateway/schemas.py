@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inference.gateway.problems import Problem
 
@@ -51,12 +51,22 @@ class Paper(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str = Field(..., min_length=1, description="Paper title")
+    title: str = Field(..., min_length=1, description="Paper title: at least one letter or "
+                       "digit")
     abstract: str | None = Field(None, description="Paper abstract (capped in tokens by the "
-                                 "prompt template; longer ones are truncated, not rejected). "
+                                 "prompt template: a long one is truncated, not rejected, up "
+                                 "to GATEWAY_MAX_ABSTRACT_CHARS characters). "
                                  "Missing, null or blank: the paper is classified by its title "
                                  "alone and the answer says abstract_missing")
     id: str | None = Field(None, max_length=200, description="Your id, echoed back")
+
+    @field_validator("title")
+    @classmethod
+    def _has_content(cls, title: str) -> str:
+        # Punctuation, NULs or zero-width spaces alone would still get a confident answer.
+        if not any(ch.isalnum() for ch in title):
+            raise ValueError("the title holds no letter or digit: nothing to classify")
+        return title
 
 
 class Classification(BaseModel):

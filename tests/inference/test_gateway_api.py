@@ -75,6 +75,15 @@ def test_a_paper_with_neither_title_nor_abstract_is_refused(client: GatewayClien
     assert [e["loc"] for e in response.json()["errors"]] == [["title"]]
 
 
+@pytest.mark.parametrize("title", [".", "\u0000\u0000", "\u200b\u200b", "-- ?"])
+def test_a_title_without_a_letter_or_digit_is_refused(client: GatewayClient,
+                                                      title: str) -> None:
+    response = client.post("/v1/classify_paper", json={"title": title, "abstract": "x"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["loc"] == ["title"] and "no letter or digit" in error["msg"]
+
+
 def test_request_id_is_echoed(client: GatewayClient) -> None:
     response = client.post("/v1/classify_paper", json=PAPER, headers={"X-Request-ID": "trace-42"})
     assert response.headers["x-request-id"] == "trace-42"
