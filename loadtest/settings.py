@@ -36,12 +36,13 @@ class LoadtestSettings(BaseSettings):
         "alternate: each user alternates the two routes, every other user starting with the "
         "batch route (both routes answer within the first calls, however few: short runs, "
         "slow machines)")
-    # The gateway admits GATEWAY_MAX_IN_FLIGHT papers (64) at once and sheds the rest with 429:
-    # keep users x batch_size near that to load it without shedding.
+    # The gateway admits GATEWAY_MAX_IN_FLIGHT engine calls (256) at once and sheds the rest
+    # with 429 after GATEWAY_QUEUE_WAIT_S: keep users x batch_size below that to load it
+    # without shedding.
     batch_size: int = Field(
-        4, ge=1, description="Papers per /v1/classify_papers call (the gateway admits 64 "
-        "papers in flight and answers 429 beyond: users x batch size above that measures "
-        "shedding)")
+        4, ge=1, description="Papers per /v1/classify_papers call, at most GATEWAY_MAX_BATCH "
+        "(64); the gateway admits GATEWAY_MAX_IN_FLIGHT (256) papers in flight and answers 429 "
+        "beyond: users x batch size above that measures shedding")
     cache_bust: bool = Field(
         True, description="Append a unique suffix to each title so the gateway's result cache "
         "never answers (measures the engine, not the cache)")
