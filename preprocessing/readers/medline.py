@@ -20,9 +20,20 @@ def _doi(record: dict) -> str | None:
     return None
 
 
+def _separated(stream: TextIO) -> Iterator[str]:
+    """The lines of `stream` with a blank line before each `PMID- ` that lacks one: records
+    pasted together without it would be read as one paper with every PMID."""
+    after_blank = True
+    for line in stream:
+        if line.startswith("PMID-") and not after_blank:
+            yield "\n"
+        after_blank = not line.strip()
+        yield line
+
+
 def read_medline(stream: TextIO, report: ReadReport) -> Iterator[Record]:
     """Records of a MEDLINE text stream (streamed: one record in memory at a time)."""
-    for position, record in enumerate(Medline.parse(stream)):
+    for position, record in enumerate(Medline.parse(_separated(stream))):
         pmid = record.get("PMID") or None
         title = record.get("TI") or record.get("BTI") or ""
         yield finish(report, pmid or str(position), title, record.get("AB", ""), pmid=pmid,

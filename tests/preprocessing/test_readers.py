@@ -219,6 +219,13 @@ def test_a_cut_pubmed_xml_keeps_the_records_before_the_cut(tmp_path: Path) -> No
         list(read_records(_write(tmp_path, "junk.xml", PUBMED_XML[:300])))
 
 
+def test_medline_records_without_a_blank_line_between_them_stay_apart(tmp_path: Path) -> None:
+    records = read_records(_write(tmp_path, "pasted.nbib", NBIB.replace("\n\nPMID", "\nPMID")))
+    assert [(r.pmid, r.title) for r in records] == [
+        ("3000001", "A title that wraps over two lines"),
+        ("3000002", "Letter without an abstract")]
+
+
 def test_control_characters_are_removed_and_counted(tmp_path: Path) -> None:
     raw = b'id,title,abstract\n1,"Ti\x00tle\x07",Abs\x00tract\n'
     records = read_records(_write(tmp_path, "nul.csv", raw))
