@@ -45,7 +45,13 @@ BaseOpt = Annotated[str | None, typer.Option(
 
 
 def _data_dir(given: Path | None) -> Path:
-    return settings_from(PreprocessSettings, out_dir=given).out_dir
+    """The processed dataset's folder. Raises typer.BadParameter when it holds no dataset."""
+    data_dir = settings_from(PreprocessSettings, out_dir=given).out_dir
+    if not (data_dir / "summary.json").is_file():
+        raise typer.BadParameter(f"{data_dir} holds no processed dataset (summary.json); "
+                                 "make one with python -m preprocessing (or make data)",
+                                 param_hint="--data-dir")
+    return data_dir
 
 
 def _parse_value(raw: str) -> object:

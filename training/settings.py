@@ -23,7 +23,7 @@ class TrainingSettings(BaseSettings):
     )
     models_dir: Path = Field(
         Path("models"), description="Folder of materialised base models, runs "
-        "(runs/<recipe>/{adapter,merged,report.md}) and the `latest` link to the newest "
+        "(runs/<run>/{adapter,merged,report.md}) and the `latest` link to the newest "
         "merged model; relative to the current directory"
     )
     backend: BackendName = Field(

@@ -95,6 +95,10 @@ def test_environment_sets_an_option_left_out(captured: dict, tmp_path: Path) -> 
     env = {"TRAINING_BACKEND": "peft", "TRAINING_MODELS_DIR": str(tmp_path),
            "TRAINING_SCORING_ENGINE": "transformers", "PREP_OUT_DIR": str(tmp_path / "data")}
     result = CliRunner().invoke(app, ["run"], env=env)
+    assert result.exit_code == 2 and "summary.json" in result.output
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "summary.json").write_text("{}")
+    result = CliRunner().invoke(app, ["run"], env=env)
     assert result.exit_code == 0, result.output
     assert captured["backend"] == "peft" and captured["engine"] == "transformers"
     assert captured["models_dir"] == tmp_path and captured["data_dir"] == tmp_path / "data"
