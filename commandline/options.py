@@ -35,6 +35,18 @@ def option(settings: type[BaseSettings], name: str, *param_decls: str, **kwargs:
     return typer.Option(*param_decls, help=help_text, show_default=shown, **kwargs)
 
 
+def env_epilog(settings: type[BaseSettings]) -> str:
+    """A help epilog listing each setting of a command configured by environment alone:
+    `VARIABLE (default): description`, one paragraph each."""
+    lines = []
+    for name, field in settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            default = ",".join(map(str, default)) or "empty"
+        lines.append(f"{env_name(settings, name)} ({default}): {field.description}")
+    return "Environment variables:\n\n" + "\n\n".join(lines)
+
+
 def settings_from(settings: type[S], **given: Any) -> S:
     """The settings with the options that were given (not None) over environment and defaults.
     Raises typer.BadParameter (exit code 2, no traceback) naming each invalid field."""

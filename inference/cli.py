@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from commandline.model_option import model_dir_from
-from commandline.options import option, settings_from
+from commandline.options import env_epilog, option, settings_from
 from inference.bulk_settings import BulkSettings
 from inference.corpus.settings import CorpusSettings
 from inference.engine import EngineSettings
@@ -80,9 +80,9 @@ def engine(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(epilog=env_epilog(GatewaySettings))
 def gateway() -> None:
-    """Run the FastAPI gateway (settings from GATEWAY_* environment variables; see README)."""
+    """Run the FastAPI gateway; its settings are the GATEWAY_* environment variables below."""
     import uvicorn
 
     from inference.gateway.app import create_app

@@ -238,3 +238,12 @@ def test_engine_command_stops_the_engine_core_when_the_server_dies(
     while not _is_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _is_gone(pid), f"engine core {pid} outlived the server"
+
+
+def test_gateway_help_lists_every_setting_with_its_default() -> None:
+    from inference.gateway.settings import GatewaySettings
+
+    out = CliRunner().invoke(app, ["gateway", "--help"], env={"COLUMNS": "1000"}).output
+    for name in GatewaySettings.model_fields:
+        assert f"GATEWAY_{name.upper()} (" in out, name
+    assert "GATEWAY_ENGINE_URLS (http://127.0.0.1:8000)" in out
