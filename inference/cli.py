@@ -87,7 +87,6 @@ def gateway() -> None:
 
     from inference.gateway.app import create_app
     from inference.gateway.logs import configure_logging
-    from inference.gateway.settings import GatewaySettings
 
     settings = settings_from(GatewaySettings)
     configure_logging(settings.log_level)
@@ -280,13 +279,14 @@ def classify(
 
 
 def _check_gateway(url: str) -> None:
-    """Raises typer.BadParameter when nothing answers GET URL/healthz: a wrong --url is not a
-    transient failure worth minutes of retries."""
+    """Raises typer.BadParameter when nothing answers at URL at all (no connection, not a URL):
+    a wrong --url is not a transient failure worth minutes of retries. Any HTTP answer will do
+    here; a refusal of the requests themselves is reported when they are sent."""
     import httpx
 
     try:
-        httpx.get(f"{url}/healthz", timeout=10).raise_for_status()
-    except httpx.HTTPError as err:
+        httpx.get(f"{url}/healthz", timeout=10)
+    except (httpx.TransportError, httpx.InvalidURL) as err:
         raise typer.BadParameter(
             f"no gateway answers at {url} ({type(err).__name__}: {err}); start one (python -m "
             "inference serve prints its URL) or point --url / BULK_GATEWAY_URL at it",
