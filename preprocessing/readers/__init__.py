@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +27,10 @@ from preprocessing.readers.folder import (
 )
 from preprocessing.readers.medline import read_medline
 from preprocessing.readers.pubmed_xml import read_pubmed_xml
-from preprocessing.readers.records import ReadReport, Record
+from preprocessing.readers.records import DamagedInput, ReadReport, Record
 from preprocessing.readers.ris import read_ris
 from preprocessing.readers.tables import read_delimited, read_jsonl, read_parquet
-from preprocessing.readers.text import decode_text
+from preprocessing.readers.text import decode_text, unreadable
 
 __all__ = ["FORMATS", "InputTooLarge", "ReadReport", "Record", "RecordStream", "detect_format",
            "read_records"]
@@ -49,7 +50,11 @@ class _Bounded:
     def read(self, size: int = -1) -> bytes:
         if self.limit is not None and size < 0:
             size = self.limit - self.seen + 1
-        data = self.stream.read(size)
+        try:
+            data = self.stream.read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise DamagedInput(f"the compressed file is cut or damaged ({err}) after "
+                               f"{self.seen} bytes") from None
         self.seen += len(data)
         if self.limit is not None and self.seen > self.limit:
             raise InputTooLarge(f"more than {self.limit} bytes once decompressed")
@@ -86,21 +91,31 @@ class RecordStream:
             yield from self._text_records(raw)
 
     def _folder_records(self) -> Iterator[Record]:
-        """Each file of the folder by its own format, into this stream's one report; a file
+        """Each file of the folder by its own format, into this stream's one report. A file
         that holds no papers by its content or name (a README, an image) is counted as
-        skipped. A `.txt` file that is neither a paper nor an export becomes a problem."""
+        skipped; one that cannot be read (no permission, damaged, a table without a title
+        column) becomes a record with a problem naming it, and the other files are read."""
         for file in folder_files(self.path):
-            if is_paper_file(file):
-                yield from read_paper_file(file, self.report)
-                continue
-            fmt = detect_format(file)
-            if fmt == "csv" and file.suffix.lower() == ".txt":
-                yield from read_paper_file(file, self.report)  # says why it is not a paper
-            elif fmt == "csv" and Path(file.name.lower().removesuffix(".gz")).suffix \
-                    not in TABLE_SUFFIXES:
-                self.report.skipped["file that is not a paper export"] += 1
-            else:
-                yield from RecordStream(file, fmt, self.columns, self.max_bytes, self.report)
+            try:
+                yield from self._folder_file(file)
+            except (OSError, ValueError) as err:
+                yield unreadable(self.report, file.name, f"{file.name}: {err}")
+
+    def _folder_file(self, file: Path) -> Iterator[Record]:
+        if is_paper_file(file):
+            yield from read_paper_file(file, self.report)
+            return
+        fmt = detect_format(file)
+        if fmt == "csv" and file.suffix.lower() == ".txt":
+            yield from read_paper_file(file, self.report)  # says why it is not a paper
+        elif fmt == "csv" and Path(file.name.lower().removesuffix(".gz")).suffix \
+                not in TABLE_SUFFIXES:
+            self.report.skipped["file that is not a paper export"] += 1
+        else:
+            before = (self.report.records, sum(self.report.skipped.values()))
+            yield from RecordStream(file, fmt, self.columns, self.max_bytes, self.report)
+            if (self.report.records, sum(self.report.skipped.values())) == before:
+                self.report.skipped["file that is not a paper export"] += 1  # e.g. HTML
 
     def _text_records(self, raw: bytes) -> Iterator[Record]:
         if self.format == "jsonl":
@@ -109,7 +124,8 @@ class RecordStream:
             suffix = Path(self.path.name.removesuffix(".gz")).suffix
             yield from read_delimited(raw, suffix, self.report, self.columns)
         else:
-            text = decode_text(raw, self.report)
+            # Old Mac files end lines with CR alone; both tag formats are read line by line.
+            text = decode_text(raw, self.report).replace("\r\n", "\n").replace("\r", "\n")
             reader = read_medline if self.format == "medline" else read_ris
             yield from reader(io.StringIO(text), self.report)
 
@@ -123,6 +139,9 @@ def read_records(path: Path, fmt: str | None = None, columns: Mapping[str, str] 
     reading) past `max_bytes`."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir() and fmt not in (None, "folder"):
+        raise ValueError(f"{path} is a folder: its files are recognised one by one, so a "
+                         "format can only be given for a file")
     chosen = fmt or detect_format(path)
     if chosen not in FORMATS:
         raise ValueError(f"unknown format {chosen!r}; known: {', '.join(FORMATS)}")

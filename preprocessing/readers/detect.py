@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import re
+import zlib
 from pathlib import Path
+
+from preprocessing.readers.records import DamagedInput
 
 FORMATS = ("folder", "pubmed-xml", "medline", "ris", "jsonl", "parquet", "csv")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 8192
+# UTF-32 LE's mark begins with UTF-16 LE's, so it is looked for first.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _MEDLINE_TAG = re.compile(rb"^(PMID|TI  |AB  |FAU |AU  |PT  |DP  )- ", re.MULTILINE)
 _RIS_TAG = re.compile(rb"^TY  - ", re.MULTILINE)
 
@@ -20,9 +27,18 @@ def is_gzip(path: Path) -> bool:
 
 
 def _head(path: Path) -> bytes:
+    """The file's first bytes (gzip looked through) as UTF-8 without a byte-order mark: a
+    UTF-16 or UTF-32 export is recognised by what its text says."""
     opener = gzip.open if is_gzip(path) else open
-    with opener(path, "rb") as f:
-        return f.read(_SNIFF_BYTES)
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DamagedInput(f"the compressed file is cut or damaged ({err})") from None
+    for bom, codec in _WIDE_BOMS:
+        if head.startswith(bom):
+            return head.decode(codec, errors="ignore").encode("utf-8")
+    return head.removeprefix(codecs.BOM_UTF8)
 
 
 def detect_format(path: Path) -> str:
@@ -32,7 +48,7 @@ def detect_format(path: Path) -> str:
     head = _head(path)
     if head.startswith(_PARQUET_MAGIC):
         return "parquet"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = head.lstrip(b" \t\r\n")
     if text.startswith(b"<"):
         return "pubmed-xml"
     if _RIS_TAG.search(head):

@@ -18,9 +18,18 @@ TABLE_SUFFIXES = {".csv", ".tsv", ".tab"}
 
 
 def folder_files(folder: Path) -> list[Path]:
-    """Every file below `folder` in path order, hidden files and folders left out."""
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    """Every regular file below `folder` in path order, once each (a second link to a file
+    already listed is left out), hidden files and folders left out."""
+    seen: set[Path] = set()
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or any(part.startswith(".")
+                                     for part in path.relative_to(folder).parts):
+            continue
+        if (real := path.resolve()) not in seen:
+            seen.add(real)
+            files.append(path)
+    return files
 
 
 def is_paper_file(file: Path) -> bool:

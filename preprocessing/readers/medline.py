@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -20,21 +21,36 @@ def _doi(record: dict) -> str | None:
     return None
 
 
+# A MEDLINE tag line: the tag padded to four characters, then "- " (NLM's MEDLINE display).
+_TAG_LINE = re.compile(r"^[A-Z0-9 ]{4}- ")
+
+
 def _separated(stream: TextIO) -> Iterator[str]:
-    """The lines of `stream` with a blank line before each `PMID- ` that lacks one: records
-    pasted together without it would be read as one paper with every PMID."""
+    """The lines of `stream` with a blank line before each `PMID- ` that lacks one (records
+    pasted together without it would be read as one paper with every PMID), and lines of
+    spaces made blank (Bio.Medline separates records only at an empty line)."""
     after_blank = True
     for line in stream:
-        if line.startswith("PMID-") and not after_blank:
+        if not line.strip():
+            line = "\n"
+        elif not _TAG_LINE.match(line) and not line[0].isspace():
+            line = "      " + line  # a wrapped line at column 0 ("PMID-based ...") continues
+        elif line.startswith("PMID- ") and not after_blank:
             yield "\n"
-        after_blank = not line.strip()
+        after_blank = line == "\n"
         yield line
+
+
+def _field(record: dict, tag: str) -> str:
+    """A tag's text; Bio.Medline gives some tags (BTI, TI in a few exports) as a list."""
+    value = record.get(tag) or ""
+    return " ".join(value) if isinstance(value, list) else value
 
 
 def read_medline(stream: TextIO, report: ReadReport) -> Iterator[Record]:
     """Records of a MEDLINE text stream (streamed: one record in memory at a time)."""
     for position, record in enumerate(Medline.parse(_separated(stream))):
-        pmid = record.get("PMID") or None
-        title = record.get("TI") or record.get("BTI") or ""
-        yield finish(report, pmid or str(position), title, record.get("AB", ""), pmid=pmid,
+        pmid = _field(record, "PMID") or None
+        title = _field(record, "TI") or _field(record, "BTI")
+        yield finish(report, pmid or str(position), title, _field(record, "AB"), pmid=pmid,
                      doi=_doi(record))

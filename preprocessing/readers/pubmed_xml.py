@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from lxml import etree
 
-from preprocessing.readers.records import ReadReport, Record
+from preprocessing.readers.records import DamagedInput, ReadReport, Record
 from preprocessing.readers.text import finish, unreadable
 
 _RECORDS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "MedlineCitation")
@@ -49,14 +49,31 @@ def _abstract(abstract: etree._Element | None) -> str:
 
 
 def _doi(record: etree._Element) -> str | None:
-    for path in (".//ArticleIdList/ArticleId[@IdType='doi']", ".//ELocationID[@EIdType='doi']"):
+    """The article's own DOI: its PubmedData (or BookDocument) id list, else its ELocationID;
+    never one of `ReferenceList`'s, which name the works it cites."""
+    for path in ("PubmedData/ArticleIdList/ArticleId[@IdType='doi']",
+                 "BookDocument/ArticleIdList/ArticleId[@IdType='doi']",
+                 "PubmedBookData/ArticleIdList/ArticleId[@IdType='doi']",
+                 "MedlineCitation/Article/ELocationID[@EIdType='doi']",
+                 "Article/ELocationID[@EIdType='doi']"):
         found = record.find(path)
         if found is not None and _text(found):
             return _text(found)
     return None
 
 
-def _record(element: etree._Element, report: ReadReport) -> Record:
+def _record(element: etree._Element, report: ReadReport, position: int) -> Record:
+    """The record of one PubmedArticle, PubmedBookArticle or MedlineCitation; one lacking the
+    elements every record has (PMID, Article or BookDocument) is a record with a problem."""
+    try:
+        return _parse_record(element, report)
+    except AttributeError:  # a find() that came back None
+        pmid = _text(element.find(".//PMID")) or f"record-{position}"
+        return unreadable(report, pmid, f"{element.tag} {pmid} lacks the PMID, Article or "
+                          "BookDocument element every PubMed record has")
+
+
+def _parse_record(element: etree._Element, report: ReadReport) -> Record:
     if element.tag == "PubmedBookArticle":
         doc = element.find("BookDocument")
         title = doc.find("ArticleTitle")
@@ -84,17 +101,20 @@ def read_pubmed_xml(stream: BinaryIO, report: ReadReport) -> Iterator[Record]:
     read = report.records
     try:
         yield from _records(events, report)
-    except etree.XMLSyntaxError as err:
-        line = err.position[0] if err.position else "?"
-        where = f"the XML is not well formed at line {line} ({err.msg})"
+    except (etree.XMLSyntaxError, DamagedInput) as err:
+        if isinstance(err, DamagedInput):
+            where, line = str(err), "eof"
+        else:
+            line = err.position[0] if err.position else "?"
+            where = f"the XML is not well formed at line {line} ({err.msg})"
         if report.records == read:
             raise ValueError(f"{where}: no record could be read") from None
-        yield unreadable(report, f"xml-error-line-{line}", f"{where}; the records after it "
-                         "cannot be read")
+        yield unreadable(report, f"xml-error-line-{line}", f"{where}; the records from about "
+                         "there on cannot be read")
 
 
 def _records(events: Iterator, report: ReadReport) -> Iterator[Record]:
-    for _, element in events:
+    for position, (_, element) in enumerate(events):
         parent = element.getparent()
         if element.tag == "MedlineCitation" and parent is not None and \
                 parent.tag != "MedlineCitationSet":
@@ -102,7 +122,7 @@ def _records(events: Iterator, report: ReadReport) -> Iterator[Record]:
         if element.tag == "DeleteCitation":
             report.skipped["deleted citation"] += len(element.findall("PMID"))
         else:
-            yield _record(element, report)
+            yield _record(element, report, position)
         # Free what was read: the element and the siblings before it.
         element.clear(keep_tail=False)
         while parent is not None and element.getprevious() is not None:

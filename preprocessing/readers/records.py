@@ -42,3 +42,8 @@ class ReadReport:
                 "encoding": self.encoding, "encoding_fallback": self.encoding_fallback,
                 "control_chars_removed": self.control_chars_removed,
                 "title_only": self.title_only, "problems": self.problems}
+
+
+class DamagedInput(ValueError):
+    """The file's bytes end or break where its compression says they should not (a cut or
+    corrupted .gz): what was read before is kept where the format allows."""

@@ -26,10 +26,23 @@ def _pmid(entry: dict) -> str | None:
     return None
 
 
+_LAST_TAG = re.compile(r"^([A-Z][A-Z0-9])  -", re.MULTILINE)
+
+
 def read_ris(stream: TextIO, report: ReadReport) -> Iterator[Record]:
     """Records of an RIS stream. rispy reads the whole file (RIS exports are thousands of
-    records, not millions)."""
-    for position, entry in enumerate(rispy.load(stream, skip_unknown_tags=True)):
+    records, not millions). A file cut before its last `ER` keeps that record. Raises
+    ValueError for a file rispy cannot follow."""
+    text = stream.read()
+    tags = _LAST_TAG.findall(text)
+    if tags and tags[-1] != "ER":
+        text += "\nER  - \n"
+    try:
+        entries = rispy.loads(text, skip_unknown_tags=True)
+    except (KeyError, IndexError, TypeError) as err:
+        raise ValueError(f"the RIS file is malformed ({type(err).__name__}: {err}); check "
+                         "that each record starts with TY and ends with ER") from None
+    for position, entry in enumerate(entries):
         pmid = _pmid(entry)
         title = entry.get("title") or entry.get("primary_title") or ""
         abstract = entry.get("abstract") or entry.get("notes_abstract") or ""

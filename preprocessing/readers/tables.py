@@ -25,7 +25,7 @@ FIELDS = ("id", "title", "abstract", "pmid", "doi", "label")
 ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "key", "recordid"),
     "title": ("title", "articletitle", "ti", "primarytitle"),
-    "abstract": ("abstract", "ab", "abstracttext"),
+    "abstract": ("abstract", "ab", "abstracttext", "abstractnote"),  # Zotero: Abstract Note
     "pmid": ("pmid", "pubmedid"),
     "doi": ("doi",),
     "label": ("label",),
@@ -119,7 +119,8 @@ def read_jsonl(raw: bytes, report: ReadReport, explicit: Mapping[str, str] | Non
     """JSON Lines, one object per line; a line that is not a JSON object becomes a record with
     a problem (kept in the output), not a crash."""
     text = decode_text(raw, report)
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    # Split at newlines only: U+2028 and U+0085 are valid inside a JSON string.
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     rows: list[dict] = []
     for number, line in lines:
         try:

@@ -213,7 +213,7 @@ def test_a_cut_pubmed_xml_keeps_the_records_before_the_cut(tmp_path: Path) -> No
     got = list(records)
     assert [r.id for r in got[:2]] == ["1000001", "1000002"]
     assert got[2].problem.startswith("the XML is not well formed at line")
-    assert "the records after it cannot be read" in got[2].problem
+    assert "the records from about there on cannot be read" in got[2].problem
     assert records.report.problems == 1
     with pytest.raises(ValueError, match="no record could be read"):
         list(read_records(_write(tmp_path, "junk.xml", PUBMED_XML[:300])))
@@ -224,6 +224,75 @@ def test_medline_records_without_a_blank_line_between_them_stay_apart(tmp_path: 
     assert [(r.pmid, r.title) for r in records] == [
         ("3000001", "A title that wraps over two lines"),
         ("3000002", "Letter without an abstract")]
+
+
+def test_a_cut_gzip_keeps_what_was_read_before_the_cut(tmp_path: Path) -> None:
+    article = PUBMED_XML.split("<PubmedArticleSet>")[1].split("<PubmedBookArticle>")[0]
+    many = "".join(article.replace("100000", f"{i:06d}") for i in range(200))
+    full = gzip.compress(f"<PubmedArticleSet>{many}</PubmedArticleSet>".encode())
+    got = list(read_records(_write(tmp_path, "cut.xml.gz", full[: len(full) // 2])))
+    assert len(got) > 10 and all(r.problem is None for r in got[:-1])
+    assert "cut or damaged" in got[-1].problem
+    with pytest.raises(ValueError, match="cut or damaged"):
+        list(read_records(_write(tmp_path, "cut.nbib.gz", gzip.compress(NBIB.encode())[:40])))
+
+
+def test_pubmed_xml_edge_records(tmp_path: Path) -> None:
+    cited = PUBMED_XML.replace(
+        '<ArticleId IdType="doi">10.9999/example.1</ArticleId>\n   </ArticleIdList>',
+        '</ArticleIdList>\n   <ReferenceList><Reference><ArticleIdList><ArticleId '
+        'IdType="doi">10.9999/someone-else</ArticleId></ArticleIdList></Reference>'
+        '</ReferenceList>')
+    got = list(read_records(_write(tmp_path, "cited.xml", cited)))
+    assert got[0].doi == "10.9999/elocation.1"  # its own, not a cited work's
+    bare = ("<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>7</PMID>"
+            "</MedlineCitation></PubmedArticle></PubmedArticleSet>")
+    [record] = read_records(_write(tmp_path, "bare.xml", bare))
+    assert record.id == "7" and "lacks the PMID, Article or BookDocument" in record.problem
+
+
+def test_medline_edge_records(tmp_path: Path) -> None:
+    text = ("PMID- 1\nTI  - T1\nAB  - A1\n   \nPMID- 2\nTI  - T2\nAB  - PMID-based linkage\n"
+            "PMID-based linkage was used.\n\nPMID- 5\nBTI - A book\nAB  - x\n")
+    got = list(read_records(_write(tmp_path, "edge.nbib", text)))
+    assert [(r.pmid, r.title) for r in got] == [("1", "T1"), ("2", "T2"), ("5", "A book")]
+
+
+def test_ris_edge_files(tmp_path: Path) -> None:
+    cut = "TY  - JOUR\nTI  - A\nAB  - a\nER  - \n\nTY  - JOUR\nTI  - B\nAB  - b\n"
+    assert [r.title for r in read_records(_write(tmp_path, "cut.ris", cut))] == ["A", "B"]
+    old_mac = cut.replace("\n", "\r")
+    assert [r.title for r in read_records(_write(tmp_path, "mac.ris", old_mac))] == ["A", "B"]
+    journal = "\ufeffTY  - JOUR\nT1  - Single\nN2  - One record.\nDO  - 10.1/x\nER  - \n"
+    [record] = read_records(_write(tmp_path, "journal.ris", journal))  # BOM before TY
+    assert (record.title, record.doi) == ("Single", "10.1/x")
+    [wide] = read_records(_write(tmp_path, "wide.ris", journal[1:].encode("utf-16")))
+    assert wide.title == "Single"
+
+
+def test_jsonl_line_separators_inside_strings_and_zotero_csv(tmp_path: Path) -> None:
+    text = json.dumps({"title": "A\u2028B", "abstract": "C\u0085D"}, ensure_ascii=False)
+    [record] = read_records(_write(tmp_path, "sep.jsonl", text + "\n"))
+    assert record.problem is None and record.title.startswith("A")
+    zotero = 'Key,Title,Abstract Note\nK1,A title,An abstract.\n'
+    [paper] = read_records(_write(tmp_path, "zotero.csv", zotero))
+    assert paper.abstract == "An abstract."
+
+
+def test_one_bad_file_in_a_folder_does_not_stop_the_others(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "a.nbib").write_text(NBIB)
+    (folder / "b.nbib").symlink_to(folder / "a.nbib")  # the same file again: read once
+    (folder / "README.md").write_text('<p align="center">Exports</p>\n')
+    (folder / "labels.csv").write_text("id,label\n1,cancer\n")
+    records = read_records(folder)
+    got = list(records)
+    assert [r.pmid for r in got if r.problem is None] == ["3000001", "3000002"]
+    assert [r.problem.split(":")[0] for r in got if r.problem] == ["labels.csv"]
+    assert records.report.skipped == {"file that is not a paper export": 1}  # the HTML
+    with pytest.raises(ValueError, match="is a folder"):
+        read_records(folder, fmt="csv")
 
 
 def test_control_characters_are_removed_and_counted(tmp_path: Path) -> None:
