@@ -5,9 +5,10 @@ classifies again the rows an older version stored as "inference engine timed out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,24 +57,29 @@ class StandInGateway:
         return web.json_response({"model": "m", "prompt_version": "p", "results": results})
 
 
+@contextlib.asynccontextmanager
+async def served(gateway: StandInGateway) -> AsyncIterator[str]:
+    """`gateway` on a free loopback port for the block; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/v1/classify_papers", gateway.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+
+
 def classify_against(gateway: StandInGateway, source: Path, out: Path,
                      **kwargs) -> BulkResult:
     """`classify_file` of `source` against `gateway` served on a free loopback port (batches
     of 4, two in flight, FAST backoff unless `kwargs` say otherwise)."""
     async def main() -> BulkResult:
-        app = web.Application()
-        app.router.add_post("/v1/classify_papers", gateway.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            return await classify_file(source, out, f"http://127.0.0.1:{port}",
-                                       **({"batch_size": 4, "concurrency": 2, "backoff": FAST}
-                                          | kwargs))
-        finally:
-            await runner.cleanup()
+        async with served(gateway) as url:
+            return await classify_file(source, out, url, **(
+                {"batch_size": 4, "concurrency": 2, "backoff": FAST} | kwargs))
 
     return asyncio.run(main())
 

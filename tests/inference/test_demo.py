@@ -8,12 +8,11 @@ import asyncio
 from pathlib import Path
 
 import pandas as pd
-from aiohttp import web
 from rich.console import Console
 
 from inference.demo import classify_split, per_source, report
 from preprocessing.papers import Paper
-from tests.inference.test_bulk_retry import FAST, StandInGateway
+from tests.inference.test_bulk_retry import FAST, StandInGateway, served
 
 PAPERS = [Paper("a1", "Breast cancer screening", "A.", "cancer", "assignment"),
           Paper("a2", "Asthma in adults", "B.", "non_cancer", "assignment"),
@@ -23,17 +22,8 @@ PAPERS = [Paper("a1", "Breast cancer screening", "A.", "cancer", "assignment"),
 
 def _answers(gateway: StandInGateway, split_file: Path) -> dict[str, dict]:
     async def main() -> dict[str, dict]:
-        app = web.Application()
-        app.router.add_post("/v1/classify_papers", gateway.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            return await classify_split(f"http://127.0.0.1:{port}", split_file, FAST)
-        finally:
-            await runner.cleanup()
+        async with served(gateway) as url:
+            return await classify_split(url, split_file, FAST)
 
     return asyncio.run(main())
 
