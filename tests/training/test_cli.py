@@ -14,6 +14,17 @@ from training.settings import TrainingSettings
 WIDE = {"COLUMNS": "200"}
 
 
+@pytest.fixture(autouse=True)
+def dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A processed-dataset folder (summary.json is what the commands check for), as
+    PREP_OUT_DIR: a fresh clone has none until the suite's data fixtures make one."""
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    monkeypatch.setenv("PREP_OUT_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
     seen: dict = {}
@@ -26,8 +37,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
                  "total_seconds": 1.0, "merged_dir": f"/x/{b}/merged"} for b in bases]
 
     monkeypatch.setattr("training.run.run_many", fake_run_many)
-    for name in ("TRAINING_MODELS_DIR", "TRAINING_BACKEND", "TRAINING_SCORING_ENGINE",
-                 "PREP_OUT_DIR"):
+    for name in ("TRAINING_MODELS_DIR", "TRAINING_BACKEND", "TRAINING_SCORING_ENGINE"):
         monkeypatch.delenv(name, raising=False)
     return seen
 
