@@ -36,9 +36,9 @@ class PaperParseError(ValueError):
     """A file that is not a paper; the message says why."""
 
 
-# Byte-order marks of the encodings a file announces itself; UTF-32 LE's begins with UTF-16
-# LE's, so it is looked for first.
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+# Byte-order marks of the wide encodings a file announces itself in (format detection reads
+# them too); UTF-32 LE's begins with UTF-16 LE's, so it is looked for first.
+WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
@@ -50,7 +50,7 @@ def decode(raw: bytes) -> tuple[str, str]:
     line pasted from a Windows program must not turn every other line into mojibake. The
     encoding reported is then those used by lines with non-ASCII bytes, e.g. `cp1252` or
     `utf-8+cp1252`."""
-    for bom, codec in _BOMS:
+    for bom, codec in WIDE_BOMS:
         if raw.startswith(bom):
             return raw.decode(codec, errors="replace"), codec
     try:

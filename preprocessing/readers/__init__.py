@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from preprocessing.readers.folder import (
 )
 from preprocessing.readers.medline import read_medline
 from preprocessing.readers.pubmed_xml import read_pubmed_xml
-from preprocessing.readers.records import DamagedInput, ReadReport, Record
+from preprocessing.readers.records import GZIP_ERRORS, DamagedInput, ReadReport, Record
 from preprocessing.readers.ris import read_ris
 from preprocessing.readers.tables import read_delimited, read_jsonl, read_parquet
 from preprocessing.readers.text import decode_text, unreadable
@@ -52,7 +51,7 @@ class _Bounded:
             size = self.limit - self.seen + 1
         try:
             data = self.stream.read(size)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        except GZIP_ERRORS as err:
             raise DamagedInput(f"the compressed file is cut or damaged ({err}) after "
                                f"{self.seen} bytes") from None
         self.seen += len(data)

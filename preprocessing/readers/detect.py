@@ -5,18 +5,15 @@ from __future__ import annotations
 import codecs
 import gzip
 import re
-import zlib
 from pathlib import Path
 
-from preprocessing.readers.records import DamagedInput
+from preprocessing.papers import WIDE_BOMS
+from preprocessing.readers.records import GZIP_ERRORS, DamagedInput
 
 FORMATS = ("folder", "pubmed-xml", "medline", "ris", "jsonl", "parquet", "csv")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 8192
-# UTF-32 LE's mark begins with UTF-16 LE's, so it is looked for first.
-_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _MEDLINE_TAG = re.compile(rb"^(PMID|TI  |AB  |FAU |AU  |PT  |DP  )- ", re.MULTILINE)
 _RIS_TAG = re.compile(rb"^TY  - ", re.MULTILINE)
 
@@ -33,9 +30,9 @@ def _head(path: Path) -> bytes:
     try:
         with opener(path, "rb") as f:
             head = f.read(_SNIFF_BYTES)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+    except GZIP_ERRORS as err:
         raise DamagedInput(f"the compressed file is cut or damaged ({err})") from None
-    for bom, codec in _WIDE_BOMS:
+    for bom, codec in WIDE_BOMS:
         if head.startswith(bom):
             return head.decode(codec, errors="ignore").encode("utf-8")
     return head.removeprefix(codecs.BOM_UTF8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -47,3 +49,7 @@ class ReadReport:
 class DamagedInput(ValueError):
     """The file's bytes end or break where its compression says they should not (a cut or
     corrupted .gz): what was read before is kept where the format allows."""
+
+
+# What reading a cut or corrupted gzip stream raises (the standard library's gzip and zlib).
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
