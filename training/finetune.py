@@ -117,7 +117,23 @@ def _trainer(tm: TrainingModel, recipe: Recipe, renderer, train_papers: list,
         train_dataset=build_dataset(renderer, train_papers, eos, reread),
         eval_dataset=build_dataset(renderer, eval_papers, eos),
         processing_class=tm.tokenizer,
+        optimizers=(loraplus_optimizer(tm.model, recipe), None),
     )
+
+
+def loraplus_optimizer(model, recipe: Recipe):
+    """AdamW with LoRA+ learning rates (B matrices at `train.loraplus_lr_ratio` times the A
+    matrices' rate), or None when the recipe sets no ratio: the trainer then builds its own
+    optimizer. The trainer's scheduler scales every group's rate alike (warm-up, decay)."""
+    t = recipe.train
+    if t.loraplus_lr_ratio is None:
+        return None
+    import torch
+    from peft.optimizers import create_loraplus_optimizer
+
+    return create_loraplus_optimizer(
+        model, torch.optim.AdamW, lr=t.learning_rate, loraplus_lr_ratio=t.loraplus_lr_ratio,
+        loraplus_weight_decay=t.weight_decay)
 
 
 def finetune(recipe: Recipe, base: Path | str, data_dir: Path, out_dir: Path,

@@ -61,6 +61,9 @@ class TrainSpec(_Strict):
     # Cost-sensitive loss: label -> weight of its answer (others 1), e.g. {cancer = 2.0} to buy
     # cancer recall with precision. CPU (peft) backend only.
     label_weights: dict[Literal[LABELS], PositiveFloat] = Field(default_factory=dict)
+    # LoRA+ (Hayou et al. 2024, arXiv 2402.12354): the B matrices learn this many times faster
+    # than the A matrices (which use learning_rate). None: one learning rate for both.
+    loraplus_lr_ratio: float | None = Field(None, ge=1)
 
 
 class SourceSampling(_Strict):

@@ -51,7 +51,8 @@ def test_unknown_template_is_rejected() -> None:
                                             ("data.reread_share", 1.5),
                                             ("train.sampling", "by_label"),
                                             ("train.label_weights", {"cancer": 0.0}),
-                                            ("train.label_weights", {"tumour": 2.0})])
+                                            ("train.label_weights", {"tumour": 2.0}),
+                                            ("train.loraplus_lr_ratio", 0.5)])
 def test_out_of_range_values_are_rejected(key: str, value: float) -> None:
     with pytest.raises(ValidationError):
         load_recipe(None, {key: value})
@@ -95,6 +96,28 @@ def test_the_trainer_gets_the_recipe_values(tmp_path, sampling: str) -> None:
     assert args.per_device_train_batch_size == recipe.train.batch_size
     assert args.learning_rate == recipe.train.learning_rate
     assert not args.bf16 and not args.fp16
+
+
+def _tiny_lora_model():
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    base = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    return get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["0", "2"]))
+
+
+def test_loraplus_gives_the_b_matrices_the_ratio_times_the_rate() -> None:
+    from training.finetune import loraplus_optimizer
+
+    model = _tiny_lora_model()
+    assert loraplus_optimizer(model, load_recipe()) is None  # the trainer's own AdamW
+    recipe = load_recipe(None, {"train.loraplus_lr_ratio": 16.0, "train.learning_rate": 5e-4})
+    optimizer = loraplus_optimizer(model, recipe)
+    names = {id(p): n for n, p in model.named_parameters()}
+    rates = {names[id(p)]: g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert rates and all(
+        rate == (8e-3 if "lora_B" in name else 5e-4) for name, rate in rates.items())
+    assert sum("lora_B" in n for n in rates) == sum("lora_A" in n for n in rates) == 2
 
 
 def _with_profile(profile: dict) -> dict:
