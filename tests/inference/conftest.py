@@ -45,7 +45,8 @@ def record(what: str, response: httpx.Response) -> None:
             body = response.json()
         SEEN_PROBLEMS.append((what, response.status_code,
                               response.headers.get("content-type", ""), body))
-    elif response.headers.get("content-type", "").startswith("application/json"):
+    elif response.content and response.headers.get("content-type", "").startswith(
+            "application/json"):  # a HEAD answer carries the type but no body
         body = response.json()
         if isinstance(body, dict) and isinstance(body.get("results"), list):
             for item in body["results"]:

@@ -163,6 +163,9 @@ def test_batch_answers_match_single_answers(client: GatewayClient, standin: Stan
 
 def test_health_ready_model_and_docs(client: GatewayClient, standin: StandInEngine) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+    for probe in ("/healthz", "/readyz"):  # uptime monitors probe with HEAD
+        head = client.head(probe)
+        assert head.status_code == 200 and head.content == b"", probe
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "model": "paper-classifier", "engines": [

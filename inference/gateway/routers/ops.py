@@ -12,12 +12,16 @@ from inference.gateway.problems import COMMON, problem_response, problem_respons
 router = APIRouter(tags=["ops"], responses=problem_responses(*COMMON))
 
 
+# HEAD as well: uptime monitors and some load balancers probe with HEAD (RFC 9110 9.3.2: a
+# server should answer HEAD wherever it answers GET). Left out of the schema: one operation each.
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz")
 async def healthz() -> dict:
     """The gateway process is alive."""
     return {"status": "ok"}
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", responses=problem_responses(503))
 async def readyz(service: ServiceDep, settings: SettingsDep) -> Response:
     """Ready when some healthy engine serves the expected model; else 503, a problem document
