@@ -104,17 +104,14 @@ def serve(
     """Engine + gateway together on loopback (127.0.0.1), each on the first free port from
     the one given, the gateway's admin route on for deploy-model. Prints both URLs; Ctrl-C
     stops both cleanly. Writes the processes' logs and state (serve.json) under .run/."""
-    from inference.local import ServeState, start_local, stop_process
+    from inference.local import start_local, stop_local
 
     _log_setup()
     state = start_local(model_dir_from(model), *_ports(engine_port, gateway_port))
     typer.echo(f"gateway: {state.gateway_url}  (docs {state.gateway_url}/docs)\n"
                f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
     _wait_for_interrupt()
-    state = ServeState.load()  # deploy-model may have replaced the engine meanwhile
-    stop_process(state.gateway_pid)
-    for proc in state.engines:
-        stop_process(proc.pid)
+    stop_local()
     typer.echo("stopped")
 
 
@@ -134,7 +131,7 @@ def demo(
     with their URLs shown until Ctrl-C. Writes only logs and state under .run/."""
     from inference.bulk import BulkIncomplete
     from inference.demo import run_demo
-    from inference.local import ServeState, start_local, stop_process
+    from inference.local import start_local, stop_local
 
     _log_setup()
     processed = settings_from(PreprocessSettings, out_dir=processed_dir).out_dir
@@ -151,10 +148,7 @@ def demo(
                        f"engine:  {state.engines[0].url}\nCtrl-C stops both.")
             _wait_for_interrupt()
     finally:
-        state = ServeState.load()
-        stop_process(state.gateway_pid)
-        for proc in state.engines:
-            stop_process(proc.pid)
+        stop_local()
 
 
 def _wait_for_interrupt() -> None:
@@ -187,7 +181,12 @@ def deploy_model(
 
     _log_setup()
     model_dir = model_dir_from(model, "MODEL")
-    typer.echo(json.dumps(deploy(model_dir, ServeState.load(), api_key_from_env()), indent=2))
+    state = ServeState.load()
+    if not state.gateway_running():
+        typer.secho(f"the gateway `serve` started (pid {state.gateway_pid}) is not running; "
+                    "start `python -m inference serve` again", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(deploy(model_dir, state, api_key_from_env()), indent=2))
 
 
 def _register_fetch_model() -> None:

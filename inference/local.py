@@ -58,6 +58,22 @@ class ServeState:
         return cls(raw["gateway_url"], raw["gateway_pid"],
                    [EngineProc(**e) for e in raw["engines"]])
 
+    def gateway_running(self) -> bool:
+        """Whether the gateway process this state names is still alive (a `serve` killed
+        with SIGKILL leaves its state file behind)."""
+        return not _is_gone(self.gateway_pid)
+
+
+def stop_local(path: Path = STATE_FILE) -> None:
+    """Stop the gateway and engines `path` lists (deploy-model may have replaced an engine
+    since the start), then delete the file: PIDs left in it would point a later deploy-model
+    at processes that are gone, or whose numbers the system has given to others."""
+    state = ServeState.load(path)
+    stop_process(state.gateway_pid)
+    for proc in state.engines:
+        stop_process(proc.pid)
+    path.unlink(missing_ok=True)
+
 
 def free_port(preferred: int, exclude: Collection[int] = ()) -> int:
     """The first loopback port from `preferred` (100 tried), not in `exclude` (ports already

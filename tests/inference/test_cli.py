@@ -4,6 +4,7 @@ variable when left out."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -247,3 +248,16 @@ def test_gateway_help_lists_every_setting_with_its_default() -> None:
     for name in GatewaySettings.model_fields:
         assert f"GATEWAY_{name.upper()} (" in out, name
     assert "GATEWAY_ENGINE_URLS (http://127.0.0.1:8000)" in out
+
+
+def test_deploy_model_refuses_a_serve_that_is_gone(monkeypatch: pytest.MonkeyPatch,
+                                                   base_model_dir: Path) -> None:
+    from inference import local
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    monkeypatch.setattr(local.ServeState, "load", classmethod(
+        lambda cls, path=None: cls("http://127.0.0.1:1", gone.pid, [])))
+    result = CliRunner().invoke(app, ["deploy-model", str(base_model_dir)])
+    assert result.exit_code == 2
+    assert f"(pid {gone.pid}) is not running" in result.output

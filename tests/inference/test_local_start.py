@@ -83,3 +83,20 @@ def test_a_start_stopped_by_sigterm_stops_what_it_started(base_model_dir: Path,
     for name in ("engine", "gateway"):
         pid = int((tmp_path / name).read_text())
         assert local._is_gone(pid), f"the {name} outlived the stopped start"
+
+
+def test_stopping_local_serving_stops_its_processes_and_forgets_them(tmp_path: Path) -> None:
+    """After a stop, the state file is gone: a later deploy-model must not act on PIDs the
+    system may have given to other processes."""
+    gateway = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    engine = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    path = tmp_path / "serve.json"
+    local.ServeState("http://127.0.0.1:1", gateway.pid,
+                     [local.EngineProc("http://127.0.0.1:2", 2, engine.pid, "m")]).save(path)
+    state = local.ServeState.load(path)
+    assert state.gateway_running()
+    local.stop_local(path)
+    assert gateway.poll() is not None and engine.poll() is not None
+    assert not path.exists() and not state.gateway_running()
+    with pytest.raises(FileNotFoundError, match="is `python -m inference serve` running"):
+        local.ServeState.load(path)
