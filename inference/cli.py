@@ -181,7 +181,11 @@ def deploy_model(
 
     _log_setup()
     model_dir = model_dir_from(model, "MODEL")
-    state = ServeState.load()
+    try:
+        state = ServeState.load()
+    except FileNotFoundError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
     if not state.gateway_running():
         typer.secho(f"the gateway `serve` started (pid {state.gateway_pid}) is not running; "
                     "start `python -m inference serve` again", fg="red", err=True)

@@ -261,3 +261,17 @@ def test_deploy_model_refuses_a_serve_that_is_gone(monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(app, ["deploy-model", str(base_model_dir)])
     assert result.exit_code == 2
     assert f"(pid {gone.pid}) is not running" in result.output
+
+
+def test_deploy_model_without_a_running_serve_says_so_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, base_model_dir: Path, tmp_path: Path) -> None:
+    from inference import local
+
+    missing = tmp_path / "serve.json"
+    load = local.ServeState.load.__func__
+    monkeypatch.setattr(local.ServeState, "load", classmethod(
+        lambda cls, path=None: load(cls, missing)))
+    result = CliRunner().invoke(app, ["deploy-model", str(base_model_dir)])
+    assert result.exit_code == 2  # a FileNotFoundError escaping would exit 1
+    assert "not found: is `python -m inference serve` running?" in result.output
+    assert "Traceback" not in result.output
