@@ -9,6 +9,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from hardware.precision import Precision
 from training.answer_loss import answer_only_trainer_class
@@ -121,7 +122,7 @@ def _trainer(tm: TrainingModel, recipe: Recipe, renderer, train_papers: list,
     )
 
 
-def loraplus_optimizer(model, recipe: Recipe):
+def loraplus_optimizer(model: Any, recipe: Recipe) -> Any | None:
     """AdamW with LoRA+ learning rates (B matrices at `train.loraplus_lr_ratio` times the A
     matrices' rate), or None when the recipe sets no ratio: the trainer then builds its own
     optimizer. The trainer's scheduler scales every group's rate alike (warm-up, decay)."""
