@@ -39,7 +39,7 @@ class PaperParseError(ValueError):
 # Byte-order marks of the wide encodings a file announces itself in (format detection reads
 # them too); UTF-32 LE's begins with UTF-16 LE's, so it is looked for first.
 WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+             (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def decode(raw: bytes) -> tuple[str, str]:
