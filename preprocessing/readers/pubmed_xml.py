@@ -91,30 +91,51 @@ def _parse_record(element: etree._Element, report: ReadReport) -> Record:
 
 def read_pubmed_xml(stream: BinaryIO, report: ReadReport) -> Iterator[Record]:
     """Records of a PubMed XML stream, in file order. Where the XML stops being well formed (a
-    cut download, a damaged file) the records before are kept and one record with a problem
-    says where it broke: the rest of the file cannot be read. Raises ValueError when it breaks
-    before the first record (not PubMed XML at all)."""
+    cut download, a damaged file, text or a second document after the root) every record
+    before the break is kept and one record with a problem says where it broke: the rest of
+    the file cannot be read. Raises ValueError when it breaks before the first record (not
+    PubMed XML at all)."""
     report.encoding = "utf-8"  # XML declares its own; PubMed's is UTF-8
     # No DTD loading and no entity expansion from the network (resolve_entities=False).
-    events = etree.iterparse(stream, events=("end",), tag=_RECORDS, resolve_entities=False,
-                             no_network=True, huge_tree=True)
+    parser = etree.XMLPullParser(events=("end",), tag=_RECORDS, resolve_entities=False,
+                                 no_network=True, huge_tree=True)
     read = report.records
     try:
-        yield from _records(events, report)
+        yield from _records(_elements(stream, parser), report)
     except (etree.XMLSyntaxError, DamagedInput) as err:
         if isinstance(err, DamagedInput):
             where, line = str(err), "eof"
         else:
-            line = err.position[0] if err.position else "?"
-            where = f"the XML is not well formed at line {line} ({err.msg})"
+            line = err.position[0] if err.position and err.position[0] else "eof"
+            where = f"the XML is not well formed at line {line} ({err.msg}){_hint(err.msg)}"
         if report.records == read:
             raise ValueError(f"{where}: no record could be read") from None
         yield unreadable(report, f"xml-error-line-{line}", f"{where}; the records from about "
                          "there on cannot be read")
 
 
-def _records(events: Iterator, report: ReadReport) -> Iterator[Record]:
-    for position, (_, element) in enumerate(events):
+def _hint(message: str) -> str:
+    return ("; two XML files joined into one? Give each its own file or put them in a folder"
+            if "Extra content at the end" in message else "")
+
+
+def _elements(stream: BinaryIO, parser: etree.XMLPullParser) -> Iterator[etree._Element]:
+    """The record elements as the parser completes them, fed 64 KiB at a time. A syntax error
+    met while feeding is raised only after every record completed before it was handed over
+    (lxml's iterparse drops the records queued from the chunk holding the error). One met at
+    the end (a cut file) is raised at once: closing ends the open elements, so the events it
+    queues are partial records."""
+    while chunk := stream.read(1 << 16):
+        try:
+            parser.feed(chunk)
+        finally:
+            yield from (element for _, element in parser.read_events())
+    parser.close()
+    yield from (element for _, element in parser.read_events())
+
+
+def _records(elements: Iterator[etree._Element], report: ReadReport) -> Iterator[Record]:
+    for position, element in enumerate(elements):
         parent = element.getparent()
         if element.tag == "MedlineCitation" and parent is not None and \
                 parent.tag != "MedlineCitationSet":

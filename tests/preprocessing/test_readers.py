@@ -219,6 +219,32 @@ def test_a_cut_pubmed_xml_keeps_the_records_before_the_cut(tmp_path: Path) -> No
         list(read_records(_write(tmp_path, "junk.xml", PUBMED_XML[:300])))
 
 
+def _articles(count: int) -> str:
+    return "".join(f"<PubmedArticle><MedlineCitation><PMID>{i}</PMID><Article><ArticleTitle>"
+                   f"Tumour study {i}</ArticleTitle></Article></MedlineCitation></PubmedArticle>"
+                   for i in range(1, count + 1))
+
+
+@pytest.mark.parametrize("after", ["\n<PubmedArticleSet>", "\ntrailing text"])
+def test_content_after_the_root_keeps_every_record(tmp_path: Path, after: str) -> None:
+    # Two efetch answers joined with cat, or text appended: lxml's iterparse gave up with no
+    # record at 40 records and dropped the last chunk's records at 1,000.
+    for count in (40, 1_000):
+        xml = f"<?xml version='1.0'?><PubmedArticleSet>{_articles(count)}</PubmedArticleSet>"
+        got = list(read_records(_write(tmp_path, "joined.xml", xml + after)))
+        assert [r.pmid for r in got[:-1]] == [str(i) for i in range(1, count + 1)]
+        assert "Extra content at the end of the document" in got[-1].problem
+        assert "two XML files joined into one?" in got[-1].problem
+
+
+def test_a_syntax_error_keeps_the_records_completed_before_it(tmp_path: Path) -> None:
+    xml = (f"<PubmedArticleSet>{_articles(500)}<PubmedArticle><MedlineCitation><PMID>501"
+           f"</PMID><Article><ArticleTitle>x</Wrong>{_articles(3)}</PubmedArticleSet>")
+    got = list(read_records(_write(tmp_path, "broken.xml", xml)))
+    assert [r.pmid for r in got[:-1]] == [str(i) for i in range(1, 501)]
+    assert "Opening and ending tag mismatch" in got[-1].problem
+
+
 def test_medline_records_without_a_blank_line_between_them_stay_apart(tmp_path: Path) -> None:
     records = read_records(_write(tmp_path, "pasted.nbib", NBIB.replace("\n\nPMID", "\nPMID")))
     assert [(r.pmid, r.title) for r in records] == [
