@@ -207,6 +207,34 @@ def test_a_row_with_more_fields_than_the_header_is_a_problem_not_shifted(tmp_pat
     assert records.report.problems == 1
 
 
+def test_a_quote_never_closed_is_a_problem_not_one_field_holding_the_rest(tmp_path: Path
+                                                                         ) -> None:
+    # Read leniently, the quote made "Unclosed..." and both rows after it one title.
+    raw = 'Title\tAbstract\nFirst\tone\n"Unclosed title\ttwo\nThird\tthree\nFourth\tfour\n'
+    records = read_records(_write(tmp_path, "unclosed.tsv", raw))
+    got = list(records)
+    assert [(r.title, r.problem) for r in got] == [("First", None), ("", (
+        "line 3 opens a quoted field that is never closed, so the rest of the file would be "
+        "one field; the rows from there on cannot be read"))]
+    assert (records.report.records, records.report.problems) == (2, 1)
+
+
+def test_rows_the_reader_refuses_are_problems_and_the_rows_after_are_read(tmp_path: Path
+                                                                          ) -> None:
+    raw = ('Title,Abstract\nFirst,"an abstract\nwith a quoted line break"\nA title,an '
+           'abstract\nbroken off here\n"Quoted" then text,x\nBig,' + "x" * 140_000 +
+           '\nLast,fine\n')
+    got = list(read_records(_write(tmp_path, "rows.csv", raw)))
+    assert [(r.title, r.abstract) for r in got if not r.problem] == [
+        ("First", "an abstract with a quoted line break"), ("A title", "an abstract"),
+        ("Last", "fine")]
+    assert [r.problem for r in got if r.problem] == [
+        "line 5 has 1 field but the header 2: a line break inside an unquoted field? (write "
+        "every field, empty ones too)",
+        "line 6 cannot be read (',' expected after '\"'): text after a closing quote?",
+        "line 7 has a field over 131,072 characters: a quote that is not closed?"]
+
+
 def test_a_cut_pubmed_xml_keeps_the_records_before_the_cut(tmp_path: Path) -> None:
     cut = PUBMED_XML[: PUBMED_XML.index("<PubmedBookArticle>") + 40]
     records = read_records(_write(tmp_path, "pubmed26n0002.xml", cut))
