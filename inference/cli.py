@@ -212,7 +212,9 @@ def classify(
         help="Papers to classify, in any of these formats (recognised from the content): "
         "PubMed XML (.xml, .xml.gz, efetch or baseline/update files), MEDLINE (.nbib, .txt), "
         "RIS, PubMed's CSV download, CSV/TSV/JSONL/Parquet with title and abstract columns "
-        "(any capitalisation), or a folder of <ID:...>/Title:/Abstract: files")],
+        "(any capitalisation), or a folder of <ID:...>/Title:/Abstract: files; - reads "
+        "standard input, and a pipe such as <(zcat x.gz) works too (copied beside OUT "
+        "first)")],
     out: Annotated[Path, typer.Option(
         help="Output parquet: one row per input paper with label, probabilities, model and "
         "error columns")] = Path("results/classified.parquet"),
@@ -249,6 +251,7 @@ def classify(
     import asyncio
 
     from inference.bulk import Backoff, BulkIncomplete, InputChanged, classify_file
+    from preprocessing.readers import as_file
 
     settings = settings_from(BulkSettings, gateway_url=url, batch_size=batch_size,
                              concurrency=concurrency, attempts=attempts)
@@ -262,9 +265,11 @@ def classify(
     _check_gateway(settings.gateway_url)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = asyncio.run(classify_file(
-            input_path, out, settings.gateway_url, settings.batch_size, settings.concurrency,
-            api_key, Backoff(attempts=settings.attempts), retry_failed, input_format, columns))
+        with as_file(input_path, out.parent) as path:
+            result = asyncio.run(classify_file(
+                path, out, settings.gateway_url, settings.batch_size, settings.concurrency,
+                api_key, Backoff(attempts=settings.attempts), retry_failed, input_format,
+                columns))
     except BulkIncomplete as err:
         typer.echo(f"incomplete: {err}", err=True)
         raise typer.Exit(3) from None

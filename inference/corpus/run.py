@@ -22,6 +22,7 @@ from inference.corpus.settings import CorpusSettings
 from inference.corpus.store import PartStore, filesystem
 from inference.engine import EngineSettings
 from model_contract.layout import load_manifest, resolve_model_dir
+from preprocessing.readers import as_file
 
 log = logging.getLogger(__name__)
 INPUT_COLUMNS = ["key", "id", "pmid", "doi", "title", "abstract"]
@@ -47,9 +48,11 @@ class CorpusResult:
 
 @contextlib.contextmanager
 def local_copy(source: str) -> Iterator[Path]:
-    """A local path as it is; a URI (s3://bucket/prefix) copied into a temporary folder."""
+    """A local path as it is, standard input (`-`) or a pipe copied into a temporary file; a
+    URI (s3://bucket/prefix) copied into a temporary folder."""
     if "://" not in source:
-        yield Path(source)
+        with as_file(Path(source)) as path:
+            yield path
         return
     remote, path = filesystem(source)
     with tempfile.TemporaryDirectory(prefix="corpus-input-") as tmp:

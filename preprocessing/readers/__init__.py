@@ -28,11 +28,12 @@ from preprocessing.readers.medline import read_medline
 from preprocessing.readers.pubmed_xml import read_pubmed_xml
 from preprocessing.readers.records import GZIP_ERRORS, DamagedInput, ReadReport, Record
 from preprocessing.readers.ris import read_ris
+from preprocessing.readers.streams import as_file, is_stream
 from preprocessing.readers.tables import read_delimited, read_jsonl, read_parquet
 from preprocessing.readers.text import decode_text, unreadable
 
-__all__ = ["FORMATS", "InputTooLarge", "ReadReport", "Record", "RecordStream", "detect_format",
-           "read_records"]
+__all__ = ["FORMATS", "InputTooLarge", "ReadReport", "Record", "RecordStream", "as_file",
+           "detect_format", "is_stream", "read_records"]
 
 
 class InputTooLarge(ValueError):
@@ -134,10 +135,13 @@ def read_records(path: Path, fmt: str | None = None, columns: Mapping[str, str] 
     """The records of `path` (a file or a folder; gzip is looked through). `fmt` (one of
     FORMATS) overrides detection; `columns` maps fields to a table's column names; `max_bytes`
     bounds what a file may expand to. Raises FileNotFoundError for a missing path, ValueError
-    for an unknown format or a table without title/abstract columns, and InputTooLarge (while
-    reading) past `max_bytes`."""
+    for an unknown format, a table without title/abstract columns or a pipe (`as_file` copies
+    one), and InputTooLarge (while reading) past `max_bytes`."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    if is_stream(path):  # read twice (format, then records), a pipe would hang or lose bytes
+        raise ValueError(f"{path} is a pipe or device, not a file: copy it first "
+                         "(preprocessing.readers.as_file)")
     if path.is_dir() and fmt not in (None, "folder"):
         raise ValueError(f"{path} is a folder: its files are recognised one by one, so a "
                          "format can only be given for a file")

@@ -120,6 +120,25 @@ def test_classify_says_in_one_line_what_no_retry_can_mend(
     assert "refused: gateway answered 401: missing API key" in result.output
 
 
+def test_classify_reads_standard_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[tuple[Path, bytes]] = []
+
+    async def fake_classify_file(input_path, *args):
+        seen.append((input_path, input_path.read_bytes()))
+        return BulkResult(pa.table({"error": pa.array([None], pa.string())}),
+                          ReadReport(format="csv", records=1), pd.DataFrame())
+
+    monkeypatch.setattr("inference.bulk.classify_file", fake_classify_file)
+    monkeypatch.setattr("inference.cli._check_gateway", lambda url: None)
+    out = tmp_path / "out.parquet"
+    result = CliRunner().invoke(app, ["classify", "-", "--out", str(out)],
+                                input=b"Title,Abstract\nA,B\n")
+    assert result.exit_code == 0, result.output
+    [(path, content)] = seen
+    assert content == b"Title,Abstract\nA,B\n" and path.parent.parent == tmp_path
+    assert not path.exists()  # the copy goes when the run ends
+
+
 def test_classify_refuses_an_invalid_setting_by_name(bulk_calls: list[dict]) -> None:
     result = CliRunner().invoke(app, ["classify", "papers.csv", "--attempts", "0"], env=WIDE)
     assert result.exit_code == 2

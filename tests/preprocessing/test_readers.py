@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from preprocessing.readers import detect_format, read_records
+from preprocessing.readers import as_file, detect_format, read_records
 
 PUBMED_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN"
@@ -470,3 +472,21 @@ def test_gzipped_tables_are_read_and_expansion_is_bounded(tmp_path: Path) -> Non
     xml = _write(tmp_path, "bomb.xml.gz", gzip.compress(PUBMED_XML.encode() * 2))
     with pytest.raises(InputTooLarge):
         list(read_records(xml, max_bytes=1_000))
+
+
+def test_a_pipe_is_copied_once_and_read_as_a_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    # Read directly, a pipe hung (the format was recognised on one open, the records waited
+    # on a second); the reader refuses it at once and as_file copies it.
+    with pytest.raises(ValueError, match="is a pipe or device, not a file"):
+        read_records(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(NBIB,))
+    writer.start()
+    with as_file(fifo, tmp_path) as copy:
+        assert copy != fifo and copy.read_text() == NBIB
+        assert [r.pmid for r in read_records(copy)] == ["3000001", "3000002"]
+    writer.join()
+    assert not copy.exists() and [p.name for p in tmp_path.iterdir()] == ["pipe"]
+    with as_file(tmp_path) as same:
+        assert same == tmp_path

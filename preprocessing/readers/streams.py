@@ -1,0 +1,55 @@
+"""Inputs that can be read only once: standard input (`-`) and pipes (`<(zcat ...)`, FIFOs).
+The readers open an input more than once (to recognise its format, to read it, and the bulk
+runs to fingerprint it), so such an input is first copied into a temporary file."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+STDIN = "-"
+
+
+def is_stream(path: Path) -> bool:
+    """Standard input (`-`), or a path that exists and is neither a regular file nor a folder
+    (a pipe, a FIFO, a character device)."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+@contextmanager
+def as_file(path: Path, folder: Path | None = None) -> Iterator[Path]:
+    """`path` itself when it is a file or a folder (or does not exist: the reader says so);
+    a stream (`is_stream`) copied into a temporary file in `folder` (the system's temporary
+    folder by default) and deleted on exit. Raises OSError when the copy cannot be written."""
+    if not is_stream(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="paper-input-", dir=folder) as tmp:
+        copy = Path(tmp) / ("stdin" if str(path) == STDIN else path.name)
+        with (_open_stream(path) as source, copy.open("wb") as target,
+              tqdm(desc=f"copying {path}", unit="B", unit_scale=True, disable=None) as bar):
+            while block := source.read(1 << 20):
+                target.write(block)
+                bar.update(len(block))
+        yield copy
+
+
+@contextmanager
+def _open_stream(path: Path) -> Iterator:
+    if str(path) == STDIN:
+        yield sys.stdin.buffer
+    else:
+        with path.open("rb") as stream:
+            yield stream
