@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from preprocessing.readers.delimited import read_delimited
 from preprocessing.readers.detect import FORMATS, detect_format, is_gzip
 from preprocessing.readers.folder import (
     TABLE_SUFFIXES,
@@ -29,7 +30,7 @@ from preprocessing.readers.pubmed_xml import read_pubmed_xml
 from preprocessing.readers.records import GZIP_ERRORS, DamagedInput, ReadReport, Record
 from preprocessing.readers.ris import read_ris
 from preprocessing.readers.streams import as_file, is_stream
-from preprocessing.readers.tables import read_delimited, read_jsonl, read_parquet
+from preprocessing.readers.tables import read_jsonl, read_parquet
 from preprocessing.readers.text import decode_text, unreadable
 
 __all__ = ["FORMATS", "InputTooLarge", "ReadReport", "Record", "RecordStream", "as_file",
@@ -48,10 +49,14 @@ class _Bounded:
         self.stream, self.limit, self.seen = stream, limit, 0
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all when negative). A positive size is served with `read1`
+        where the stream has it: gzip's `read` drops what it decompressed in a call that hits
+        a cut, and a cut file's last records are in that call."""
+        read = self.stream.read if size < 0 else getattr(self.stream, "read1", self.stream.read)
         if self.limit is not None and size < 0:
             size = self.limit - self.seen + 1
         try:
-            data = self.stream.read(size)
+            data = read(size)
         except GZIP_ERRORS as err:
             raise DamagedInput(f"the compressed file is cut or damaged ({err}) after "
                                f"{self.seen} bytes") from None
@@ -137,11 +142,11 @@ def read_records(path: Path, fmt: str | None = None, columns: Mapping[str, str] 
     bounds what a file may expand to. Raises FileNotFoundError for a missing path, ValueError
     for an unknown format, a table without title/abstract columns or a pipe (`as_file` copies
     one), and InputTooLarge (while reading) past `max_bytes`."""
+    if is_stream(path):  # read twice (format, then records), a pipe would hang or lose bytes
+        raise ValueError(f"{path} is standard input, a pipe or a device, not a file: copy it "
+                         "first (preprocessing.readers.as_file)")
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    if is_stream(path):  # read twice (format, then records), a pipe would hang or lose bytes
-        raise ValueError(f"{path} is a pipe or device, not a file: copy it first "
-                         "(preprocessing.readers.as_file)")
     if path.is_dir() and fmt not in (None, "folder"):
         raise ValueError(f"{path} is a folder: its files are recognised one by one, so a "
                          "format can only be given for a file")

@@ -99,7 +99,7 @@ def read_pubmed_xml(stream: BinaryIO, report: ReadReport) -> Iterator[Record]:
     # No DTD loading and no entity expansion from the network (resolve_entities=False).
     parser = etree.XMLPullParser(events=("end",), tag=_RECORDS, resolve_entities=False,
                                  no_network=True, huge_tree=True)
-    read = report.records
+    read = (report.records, report.skipped["deleted citation"])
     try:
         yield from _records(_elements(stream, parser), report)
     except (etree.XMLSyntaxError, DamagedInput) as err:
@@ -108,15 +108,17 @@ def read_pubmed_xml(stream: BinaryIO, report: ReadReport) -> Iterator[Record]:
         else:
             line = err.position[0] if err.position and err.position[0] else "eof"
             where = f"the XML is not well formed at line {line} ({err.msg}){_hint(err.msg)}"
-        if report.records == read:
+        if (report.records, report.skipped["deleted citation"]) == read:
             raise ValueError(f"{where}: no record could be read") from None
         yield unreadable(report, f"xml-error-line-{line}", f"{where}; the records from about "
                          "there on cannot be read")
 
 
 def _hint(message: str) -> str:
+    joined = ("Extra content at the end" in message
+              or "XML declaration allowed only at the start" in message)
     return ("; two XML files joined into one? Give each its own file or put them in a folder"
-            if "Extra content at the end" in message else "")
+            if joined else "")
 
 
 def _elements(stream: BinaryIO, parser: etree.XMLPullParser) -> Iterator[etree._Element]:

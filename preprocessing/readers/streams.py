@@ -38,8 +38,9 @@ def as_file(path: Path, folder: Path | None = None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="paper-input-", dir=folder) as tmp:
         copy = Path(tmp) / ("stdin" if str(path) == STDIN else path.name)
-        with (_open_stream(path) as source, copy.open("wb") as target,
-              tqdm(desc=f"copying {path}", unit="B", unit_scale=True, disable=None) as bar):
+        # The bar first: opening a FIFO waits for its writer, and the bar says what waits.
+        with (tqdm(desc=f"copying {path}", unit="B", unit_scale=True, disable=None) as bar,
+              _open_stream(path) as source, copy.open("wb") as target):
             while block := source.read(1 << 20):
                 target.write(block)
                 bar.update(len(block))

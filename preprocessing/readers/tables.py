@@ -7,8 +7,6 @@ Columns are found by name in any capitalisation and spacing (`Title`, `ABSTRACT`
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -69,7 +67,7 @@ def _value(row: Mapping[str, Any], column: str | None) -> str | None:
     return str(value).strip() or None
 
 
-def _records(rows: Iterable[Mapping[str, Any]], columns: dict[str, str],
+def table_records(rows: Iterable[Mapping[str, Any]], columns: dict[str, str],
              report: ReadReport, start: int = 0) -> Iterator[Record]:
     for position, row in enumerate(rows, start):
         pmid = _value(row, columns.get("pmid"))
@@ -77,79 +75,6 @@ def _records(rows: Iterable[Mapping[str, Any]], columns: dict[str, str],
         yield finish(report, id_, _value(row, columns.get("title")),
                      _value(row, columns.get("abstract")), pmid=pmid,
                      doi=_value(row, columns.get("doi")), label=_value(row, columns.get("label")))
-
-
-def read_delimited(raw: bytes, suffix: str, report: ReadReport,
-                   explicit: Mapping[str, str] | None = None) -> Iterator[Record]:
-    """CSV or TSV bytes; the delimiter is sniffed from the first lines (comma, tab or
-    semicolon), else taken from the file's `suffix`. A row that cannot be read as the header
-    names its fields becomes a record with a problem, and the rows after it are read: more
-    fields than the header (an unquoted delimiter: shifting its columns would classify the
-    wrong text), fewer (a line break inside an unquoted field), text after a closing quote, a
-    field over `csv.field_size_limit()` (131,072 characters). A quote never closed swallows
-    the rest of the file: the rows before are kept and one record with a problem says where
-    it began. Raises ValueError for an empty file or one whose header cannot be read."""
-    text = decode_text(raw, report)
-    try:
-        sep = csv.Sniffer().sniff(text[:65536], delimiters=",\t;").delimiter
-    except csv.Error:
-        sep = "\t" if suffix.lower() in {".tsv", ".tab"} else ","
-    # strict: a quote left open at the end of the file is an error, not one field holding the
-    # rest of the file.
-    lines = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
-    try:
-        header = next(lines, None)
-    except csv.Error as err:
-        raise ValueError(f"the header line of the table cannot be read: {err}") from None
-    if header is None:
-        raise ValueError("the table is empty: it has no header line")
-    columns = resolve_columns(header, explicit)
-    for position, (line, row) in enumerate(_rows(lines)):
-        problem = row if isinstance(row, str) else _row_problem(row, header, line, sep)
-        if problem:
-            yield unreadable(report, str(position), problem)
-        else:
-            named: dict[str, str] = {}
-            for name, cell in zip(header, row, strict=False):
-                named.setdefault(name, cell)  # a repeated column name: the first wins
-            yield from _records([named], columns, report, position)
-
-
-def _rows(lines: Any) -> Iterator[tuple[int, list[str] | str]]:
-    """(first line number, fields) per row of the csv reader `lines`, blank lines left out;
-    a row the reader refuses comes as (line, why) and the next line is read, except a quote
-    open at the end of the file, which ends the rows."""
-    while True:
-        line = lines.line_num + 1
-        try:
-            row = next(lines)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            if "end of data" in str(err):
-                yield line, (f"line {line} opens a quoted field that is never closed, so the "
-                             "rest of the file would be one field; the rows from there on "
-                             "cannot be read")
-                return
-            if "field limit" in str(err):
-                yield line, (f"line {line} has a field over {csv.field_size_limit():,} "
-                             "characters: a quote that is not closed?")
-            else:
-                yield line, f"line {line} cannot be read ({err}): text after a closing quote?"
-            continue
-        if any(cell.strip() for cell in row):
-            yield line, row
-
-
-def _row_problem(row: list[str], header: list[str], line: int, sep: str) -> str | None:
-    if len(row) > len(header):
-        return (f"line {line} has {len(row)} fields but the header {len(header)}: an unquoted "
-                f"{sep!r} in a field?")
-    if len(row) < len(header):
-        fields = f"{len(row)} field" + "s" * (len(row) != 1)
-        return (f"line {line} has {fields} but the header {len(header)}: a line break inside "
-                "an unquoted field? (write every field, empty ones too)")
-    return None
 
 
 def read_jsonl(raw: bytes, report: ReadReport, explicit: Mapping[str, str] | None = None
@@ -174,11 +99,11 @@ def read_jsonl(raw: bytes, report: ReadReport, explicit: Mapping[str, str] | Non
         if "__problem__" in row:
             yield unreadable(report, str(position), row["__problem__"])
         else:
-            yield from _records([row], columns, report, start=position)
+            yield from table_records([row], columns, report, start=position)
 
 
 def read_parquet(path: Path, report: ReadReport, explicit: Mapping[str, str] | None = None
                  ) -> Iterator[Record]:
     frame = pd.read_parquet(path)
     columns = resolve_columns(frame.columns, explicit)
-    yield from _records(frame.to_dict("records"), columns, report)
+    yield from table_records(frame.to_dict("records"), columns, report)
