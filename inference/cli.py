@@ -251,6 +251,7 @@ def classify(
     import asyncio
 
     from inference.bulk import Backoff, BulkIncomplete, InputChanged, classify_file
+    from inference.local import signals_interrupt
     from preprocessing.readers import as_file
 
     settings = settings_from(BulkSettings, gateway_url=url, batch_size=batch_size,
@@ -265,7 +266,8 @@ def classify(
     _check_gateway(settings.gateway_url)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with as_file(input_path, out.parent) as path:
+        # SIGTERM too unwinds the block, so the copy of a pipe does not outlive the run.
+        with signals_interrupt(), as_file(input_path, out.parent) as path:
             result = asyncio.run(classify_file(
                 path, out, settings.gateway_url, settings.batch_size, settings.concurrency,
                 api_key, Backoff(attempts=settings.attempts), retry_failed, input_format,

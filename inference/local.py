@@ -208,7 +208,7 @@ def _await_gateway(process: subprocess.Popen, url: str, port: int, timeout_s: fl
 
 
 @contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
+def signals_interrupt() -> Iterator[None]:
     """Inside the block SIGTERM (and SIGINT, which a shell's background job ignores) raise
     KeyboardInterrupt, so a start stopped midway still stops the processes it started (they
     run in sessions of their own and would outlive it). The handlers before come back after.
@@ -249,7 +249,7 @@ def start_serving(model_dir: Path, engine_port: int, gateway_port: int,
     gateway is ready; when either exits first or a wait times out, both are stopped and the
     error (RuntimeError naming the log, TimeoutError) propagates."""
     started = time.monotonic()
-    with _signals_interrupt():
+    with signals_interrupt():
         return _start_both(model_dir, engine_port, gateway_port, engine_settings,
                            gateway_env, engine_env, started)
 
