@@ -223,30 +223,60 @@ def test_a_quote_never_closed_is_a_problem_not_one_field_holding_the_rest(tmp_pa
 
 def test_rows_that_cannot_be_read_are_problems_and_the_rows_after_are_read(tmp_path: Path
                                                                           ) -> None:
-    raw = ('id,Title,Abstract,label\n1,First,"an abstract\nwith a quoted line break"\n'
-           '2,A title,an abstract,cancer\nbroken off here\n3,"Quoted" then text,x\n'
-           '4,Ok,fine,cancer,extra\n5,Last,fine,\n')
+    raw = ('id,Title,Abstract,label\n1,First,"an abstract\nwith a quoted line break",\n'
+           '2,A title,an abstract\n3,"Quoted" then text,x,\n4,Ok,fine,cancer,extra\n'
+           '5,Last,fine,\n')
     got = list(read_records(_write(tmp_path, "rows.csv", raw)))
-    # A row may leave out empty cells at its end (row 1); the strict reader's refusal of text
-    # after a closing quote is read leniently, as before (row 3).
     assert [(r.id, r.title, r.abstract) for r in got if not r.problem] == [
-        ("1", "First", "an abstract with a quoted line break"), ("2", "A title", "an abstract"),
-        ("3", "Quoted then text", "x"), ("5", "Last", "fine")]
+        ("1", "First", "an abstract with a quoted line break"), ("5", "Last", "fine")]
     assert [r.problem for r in got if r.problem] == [
-        "line 5 has 1 field, too few to reach the header's title or abstract column: a line "
-        "break inside an unquoted field?",
-        "line 7 has 5 fields but the header 4: an unquoted ',' in a field?"]
+        "line 4 has 3 of the header's 4 fields: a line break inside an unquoted field? (write "
+        "every field, empty ones too)",
+        "line 5: text after a closing quote (',' expected after '\"'); a field that begins "
+        'with a quote must be quoted whole ("""Real-world"" evidence")',
+        "line 6 has 5 fields but the header 4: an unquoted ',' in a field?"]
 
 
-@pytest.mark.parametrize("cell", ['"' + "line, with a comma\n" * 8_000 + '"', "x" * 140_000])
-def test_a_field_over_the_limit_ends_the_table_without_inventing_rows(tmp_path: Path,
-                                                                      cell: str) -> None:
-    # Read on after the limit, the lines inside a long quoted cell became made-up papers.
+@pytest.mark.parametrize("raw", [
+    "Title,Abstract\nT1,A1\nTitle part one\npart two,Abstract two\nT4,A4\n",
+    "pmid,title,abstract\n1,T1,Abstract first.\nSecond sentence.\n3,T3,A3\n4,T4,A4\n"])
+def test_both_rows_beside_an_unquoted_line_break_are_problems(tmp_path: Path, raw: str
+                                                              ) -> None:
+    # Read as they stand, the halves were papers: "part two" with the next paper's abstract,
+    # or paper 1 with its abstract cut. Which side a fragment belongs to cannot be told, so
+    # both are error rows (the innocent one too).
+    got = list(read_records(_write(tmp_path, "broken.csv", raw)))
+    assert [r.title for r in got if not r.problem] == ["T4"]
+    assert "line 3 has 1 of the header's" in got[1].problem
+    assert [r.problem for r in (got[0], got[2])] == [
+        f"line {n} may be cut by a line break: line 3 beside it holds too few fields"
+        for n in (2, 4)]
+
+
+def test_a_long_cell_is_read_and_a_runaway_one_ends_the_table(tmp_path: Path) -> None:
+    long = f"Title,Notes,Abstract\nFirst,{'x' * 140_000},one\nAfter,,two\n"
+    assert [r.title for r in read_records(_write(tmp_path, "long.csv", long))] == [
+        "First", "After"]
+    # Read on after a field over the limit, the lines inside it became made-up papers.
+    cell = '"' + "line, with a comma\n" * 900_000 + '"'
     raw = f"Title,Abstract\nFirst,one\nBig,{cell}\nAfter,two\n"
     got = list(read_records(_write(tmp_path, "big.csv", raw)))
     assert [(r.title, r.problem) for r in got] == [("First", None), ("", (
-        "line 3 has a field over 131,072 characters (a quote that is not closed?), so the "
+        "line 3 has a field over 16,777,216 characters (a quote that is not closed?), so the "
         "rest of the file would be one field; the rows from there on cannot be read"))]
+
+
+def test_exporters_quirks_r_row_names_excel_sep_line_and_a_blank_first_line(tmp_path: Path
+                                                                             ) -> None:
+    r_table = 'Title\tAbstract\n"1"\t"T1"\t"A1"\n"2"\t"T2"\t"A2"\n'  # write.table(sep="\t")
+    excel = "sep=;\n\nTitle;Abstract\nT1;A1, with a comma\nT2;A2\n"
+    for name, raw in (("r.tsv", r_table), ("excel.csv", excel)):
+        got = list(read_records(_write(tmp_path, name, raw)))
+        assert [(r.title, r.problem) for r in got] == [("T1", None), ("T2", None)]
+    # The sniffer took `,` from the abstract's list; the header says tab.
+    tab = 'Title\tAbstract\tYear\nA\tAnswers ("yes", "no", "unsure").\t2020\n'
+    assert [r.abstract for r in read_records(_write(tmp_path, "t.txt", tab))] == [
+        'Answers ("yes", "no", "unsure").']
 
 
 def test_a_tsv_whose_delimiter_the_sniffer_misses_is_read_by_its_header(tmp_path: Path
