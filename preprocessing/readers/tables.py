@@ -39,7 +39,10 @@ def resolve_columns(columns: Iterable[str], explicit: Mapping[str, str] | None =
     """Field -> the table's column for it. Raises ValueError when a named column is absent or
     the table has neither a title nor an abstract column (the message lists the columns)."""
     columns = list(columns)
-    by_norm = {_norm(c): c for c in columns}
+    by_norm: dict[str, str] = {}
+    for name in columns:
+        by_norm.setdefault(_norm(name), name)  # `TITLE` and `Title`: the first wins, as for
+        # two columns of one name
     found: dict[str, str] = {}
     for field, column in (explicit or {}).items():
         if field not in FIELDS:

@@ -567,3 +567,8 @@ def test_a_pipe_is_copied_once_and_read_as_a_file(tmp_path: Path) -> None:
     assert not copy.exists() and [p.name for p in tmp_path.iterdir()] == ["pipe"]
     with as_file(tmp_path) as same:
         assert same == tmp_path
+
+
+def test_columns_named_alike_the_first_wins(tmp_path: Path) -> None:
+    raw = "TITLE,Abstract,Title\nFirst,A,Second\n"
+    assert [r.title for r in read_records(_write(tmp_path, "alike.csv", raw))] == ["First"]
