@@ -27,7 +27,13 @@ from preprocessing.readers.folder import (
 )
 from preprocessing.readers.medline import read_medline
 from preprocessing.readers.pubmed_xml import read_pubmed_xml
-from preprocessing.readers.records import GZIP_ERRORS, DamagedInput, ReadReport, Record
+from preprocessing.readers.records import (
+    GZIP_ERRORS,
+    DamagedInput,
+    InputTooLarge,
+    ReadReport,
+    Record,
+)
 from preprocessing.readers.ris import read_ris
 from preprocessing.readers.streams import as_file, is_stream
 from preprocessing.readers.tables import read_jsonl, read_parquet
@@ -35,10 +41,6 @@ from preprocessing.readers.text import decode_text, unreadable
 
 __all__ = ["FORMATS", "InputTooLarge", "ReadReport", "Record", "RecordStream", "as_file",
            "detect_format", "is_stream", "read_records"]
-
-
-class InputTooLarge(ValueError):
-    """The input holds more bytes (once decompressed) than the reader was allowed to read."""
 
 
 class _Bounded:

@@ -51,5 +51,10 @@ class DamagedInput(ValueError):
     corrupted .gz): what was read before is kept where the format allows."""
 
 
+class InputTooLarge(ValueError):
+    """The input holds more bytes (once decompressed) than the reader was allowed to read, or
+    than its copy may take of a disk."""
+
+
 # What reading a cut or corrupted gzip stream raises (the standard library's gzip and zlib).
 GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)

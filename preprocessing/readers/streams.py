@@ -4,6 +4,7 @@ runs to fingerprint it), so such an input is first copied into a temporary file.
 
 from __future__ import annotations
 
+import shutil
 import stat
 import sys
 import tempfile
@@ -13,7 +14,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from preprocessing.readers.records import InputTooLarge
+
 STDIN = "-"
+KEEP_FREE = 1 << 30  # bytes a copy leaves free on its disk (1 GiB)
 
 
 def is_stream(path: Path) -> bool:
@@ -29,10 +33,14 @@ def is_stream(path: Path) -> bool:
 
 
 @contextmanager
-def as_file(path: Path, folder: Path | None = None) -> Iterator[Path]:
+def as_file(path: Path, folder: Path | None = None, keep_free: int = KEEP_FREE
+            ) -> Iterator[Path]:
     """`path` itself when it is a file or a folder (or does not exist: the reader says so);
     a stream (`is_stream`) copied into a temporary file in `folder` (the system's temporary
-    folder by default) and deleted on exit. Raises OSError when the copy cannot be written."""
+    folder by default) and deleted on exit. Raises OSError when the copy cannot be written,
+    and InputTooLarge when it would leave less than `keep_free` bytes free on its disk (an
+    endless stream, or all of PubMed piped through zcat: its files are better classified as
+    a folder)."""
     if not is_stream(path):
         yield path
         return
@@ -42,6 +50,10 @@ def as_file(path: Path, folder: Path | None = None) -> Iterator[Path]:
         with (tqdm(desc=f"copying {path}", unit="B", unit_scale=True, disable=None) as bar,
               _open_stream(path) as source, copy.open("wb") as target):
             while block := source.read(1 << 20):
+                if bar.n % (64 << 20) < len(block) and shutil.disk_usage(tmp).free < keep_free:
+                    raise InputTooLarge(f"copying {path} to {tmp} left under {keep_free:,} bytes "
+                                  f"free after {bar.n:,} bytes; copy it elsewhere, or give "
+                                  "the files it comes from (a folder is read file by file)")
                 target.write(block)
                 bar.update(len(block))
         yield copy

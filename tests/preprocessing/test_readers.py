@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from preprocessing.readers import as_file, detect_format, read_records
+from preprocessing.readers import InputTooLarge, as_file, detect_format, read_records
 
 PUBMED_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN"
@@ -572,3 +572,11 @@ def test_a_pipe_is_copied_once_and_read_as_a_file(tmp_path: Path) -> None:
 def test_columns_named_alike_the_first_wins(tmp_path: Path) -> None:
     raw = "TITLE,Abstract,Title\nFirst,A,Second\n"
     assert [r.title for r in read_records(_write(tmp_path, "alike.csv", raw))] == ["First"]
+
+
+def test_a_copy_that_would_fill_the_disk_stops_with_a_clear_error(tmp_path: Path) -> None:
+    zero = Path("/dev/zero")  # endless: copied as it is, it filled the disk
+    with pytest.raises(InputTooLarge, match="left under .* bytes free after 0 bytes"), \
+            as_file(zero, tmp_path, keep_free=1 << 62):
+        pass
+    assert list(tmp_path.iterdir()) == []
