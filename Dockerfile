@@ -90,7 +90,8 @@ RUN python3 -m pip install --no-cache-dir --no-deps . \
     && python3 -m pip install --no-cache-dir \
         "pydantic-settings==2.16.3" "boto3==1.44.8" "typer==0.29.2" \
         "tenacity==9.2.1" "orjson==3.13.0" "pandas==3.1.1" "pyarrow==26.0.1" \
-        "lxml==6.1.3" "biopython==1.88" "rispy==0.10.0" "ray[default,data]==2.60.0" \
+        "lxml==6.1.3" "biopython==1.88" "rispy==0.10.0" "bibtexparser==2.1.0" \
+        "ray[default,data]==2.60.0" \
     && if ! command -v python >/dev/null; then ln -s "$(command -v python3)" /usr/local/bin/python; fi \
     && useradd --uid 10001 --user-group --home-dir /home/app --create-home --shell /usr/sbin/nologin app \
     && mkdir -p /models \

@@ -211,10 +211,10 @@ def classify(
     input_path: Annotated[Path, typer.Argument(
         help="Papers to classify, in any of these formats (recognised from the content): "
         "PubMed XML (.xml, .xml.gz, efetch or baseline/update files), MEDLINE (.nbib, .txt), "
-        "RIS, PubMed's CSV download, CSV/TSV/JSONL/Parquet with title and abstract columns "
-        "(any capitalisation), or a folder of <ID:...>/Title:/Abstract: files; - reads "
-        "standard input, and a pipe such as <(zcat x.gz) works too (copied beside OUT "
-        "first)")],
+        "RIS, BibTeX (.bib), PubMed's CSV download, CSV/TSV/JSONL/Parquet with title and "
+        "abstract columns (any capitalisation), or a folder of <ID:...>/Title:/Abstract: "
+        "files; - reads standard input, and a pipe such as <(zcat x.gz) works too (copied "
+        "beside OUT first)")],
     out: Annotated[Path, typer.Option(
         help="Output parquet: one row per input paper with label, probabilities, model and "
         "error columns")] = Path("results/classified.parquet"),
@@ -228,7 +228,7 @@ def classify(
     attempts: Annotated[int | None, option(BulkSettings, "attempts")] = None,
     input_format: Annotated[str | None, typer.Option(
         "--format", help="Read the input as this format instead of recognising it: "
-        "pubmed-xml, medline, ris, csv, jsonl, parquet or folder")] = None,
+        "pubmed-xml, medline, ris, bibtex, csv, jsonl, parquet or folder")] = None,
     column: Annotated[list[str] | None, typer.Option(
         "--column", help="A table's column for a field, FIELD=COLUMN, e.g. --column "
         "title=Headline --column abstract=Summary (fields: id, title, abstract, pmid, doi, "
@@ -307,7 +307,7 @@ def _check_gateway(url: str) -> None:
 def corpus(
     source: Annotated[str, typer.Argument(
         help="Records to classify: a file or folder (any format `classify` reads: PubMed XML "
-        ".gz baseline files, MEDLINE, RIS, CSV/TSV/JSONL/Parquet) or an S3 URI of one "
+        ".gz baseline files, MEDLINE, RIS, BibTeX, CSV/TSV/JSONL/Parquet) or an S3 URI of one "
         "(s3://bucket/prefix, copied locally first)")],
     out: Annotated[str, typer.Argument(
         help="Output folder or S3 URI: Parquet parts under OUT/model=VERSION/, one row per "

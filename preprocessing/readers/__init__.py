@@ -1,6 +1,7 @@
 """Readers for the files people classify: PubMed XML (`.xml`, `.xml.gz`), MEDLINE text
-(`.nbib`, `.txt`), RIS, CSV/TSV (PubMed's CSV download included), JSON Lines, Parquet, and the
-assignment's folder layout. The format is recognised from the content, not the extension.
+(`.nbib`, `.txt`), RIS, BibTeX (`.bib`), CSV/TSV (PubMed's CSV download included), JSON
+Lines, Parquet, and the assignment's folder layout. The format is recognised from the
+content, not the extension.
 
     records = read_records(Path("pubmed25n0001.xml.gz"))
     for record in records:        # Record: id, title, abstract, pmid, doi, label, problem
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from preprocessing.readers.bibtex import read_bibtex
 from preprocessing.readers.delimited import read_delimited
 from preprocessing.readers.detect import FORMATS, detect_format, is_gzip
 from preprocessing.readers.folder import (
@@ -125,7 +127,9 @@ class RecordStream:
                 self.report.skipped["file that is not a paper export"] += 1  # e.g. HTML
 
     def _text_records(self, raw: bytes) -> Iterator[Record]:
-        if self.format == "jsonl":
+        if self.format == "bibtex":
+            yield from read_bibtex(decode_text(raw, self.report), self.report)
+        elif self.format == "jsonl":
             yield from read_jsonl(raw, self.report, self.columns)
         elif self.format == "csv":
             suffix = Path(self.path.name.removesuffix(".gz")).suffix

@@ -10,12 +10,13 @@ from pathlib import Path
 from preprocessing.papers import WIDE_BOMS
 from preprocessing.readers.records import GZIP_ERRORS, DamagedInput
 
-FORMATS = ("folder", "pubmed-xml", "medline", "ris", "jsonl", "parquet", "csv")
+FORMATS = ("folder", "pubmed-xml", "medline", "ris", "bibtex", "jsonl", "parquet", "csv")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 8192
 _MEDLINE_TAG = re.compile(rb"^(PMID|TI  |AB  |FAU |AU  |PT  |DP  )- ", re.MULTILINE)
 _RIS_TAG = re.compile(rb"^TY  - ", re.MULTILINE)
+_BIBTEX_ENTRY = re.compile(rb"^[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]", re.MULTILINE)
 
 
 def is_gzip(path: Path) -> bool:
@@ -52,6 +53,8 @@ def detect_format(path: Path) -> str:
         return "ris"
     if _MEDLINE_TAG.search(head):
         return "medline"
+    if _BIBTEX_ENTRY.search(head):
+        return "bibtex"
     if text.startswith(b"{"):
         return "jsonl"
     return "csv"

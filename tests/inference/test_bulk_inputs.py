@@ -12,7 +12,7 @@ import pytest
 
 from inference.bulk import BulkResult, InputChanged
 from tests.inference.test_bulk_retry import StandInGateway, classify_against
-from tests.preprocessing.test_readers import PUBMED_CSV, PUBMED_XML, RIS
+from tests.preprocessing.test_readers import BIBTEX, PUBMED_CSV, PUBMED_XML, RIS
 
 
 def _run(gateway: StandInGateway, source: Path, out: Path) -> BulkResult:
@@ -47,6 +47,18 @@ def test_pubmed_xml_identifiers_reach_the_output(tmp_path: Path) -> None:
     assert [(r["pmid"], r["doi"]) for r in rows] == [
         ("1000001", "10.9999/example.1"), ("1000002", None), ("1000003", None)]
     assert "skipped: 2 deleted citation" in result.summary()
+
+
+def test_bibtex_keys_and_pmids_reach_the_output(tmp_path: Path) -> None:
+    source = tmp_path / "library.bib"
+    source.write_text(BIBTEX)
+    gateway = StandInGateway(lambda paper_id, n: 200)
+    rows = _run(gateway, source, tmp_path / "out.parquet").table.to_pylist()
+    assert [(r["id"], r["pmid"], r["error"] is None) for r in rows] == [
+        ("smith2020", "6000001", True), ("zotero2021", "6000002", True),
+        ("biblatex2022", "6000003", True), ("bibtex-line-18", None, False),
+        ("smith2020", None, True), ("notitle", None, False)]
+    assert sum(gateway.asked.values()) == 4  # the two error rows never reach the service
 
 
 def test_excel_csv_is_classified_and_the_encoding_reported(tmp_path: Path) -> None:

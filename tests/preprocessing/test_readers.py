@@ -580,3 +580,44 @@ def test_a_copy_that_would_fill_the_disk_stops_with_a_clear_error(tmp_path: Path
             as_file(zero, tmp_path, keep_free=1 << 62):
         pass
     assert list(tmp_path.iterdir()) == []
+
+BIBTEX = r"""% Encoding: UTF-8
+@comment{jabref-meta: databaseType:bibtex;}
+@string{jn = "J Example"}
+@article{smith2020,
+  title = {{T}umour suppressor {p53} in {\"o}sophageal cancer \& more},
+  author = {Smith, J. and M{\"u}ller, K.},
+  journal = jn,
+  abstract = {BACKGROUND: 5\% of patients -- all adults.},
+  doi = {10.9999/bib.1},
+  pmid = {6000001},
+}
+@Article{zotero2021,
+  Title = "A {Z}otero title",
+  Abstract = {Plain abstract.},
+  note = {PMID: 6000002},
+}
+@online{biblatex2022, title = {A biblatex entry}, eprint = {6000003}, eprinttype = {pubmed}}
+@article{broken, title = {An unclosed brace
+@article{smith2020, title = {A second entry under a key already used}}
+@book{notitle, author = {Nobody}}
+"""
+
+
+def test_bibtex_exports_of_reference_managers(tmp_path: Path) -> None:
+    path = _write(tmp_path, "library.bib", BIBTEX)
+    assert detect_format(path) == "bibtex"
+    records = read_records(path)
+    got = list(records)
+    assert [(r.id, r.title, r.abstract, r.pmid, r.doi) for r in got if not r.problem] == [
+        ("smith2020", "Tumour suppressor p53 in ösophageal cancer & more",
+         "BACKGROUND: 5% of patients – all adults.", "6000001", "10.9999/bib.1"),
+        ("zotero2021", "A Zotero title", "Plain abstract.", "6000002", None),
+        ("biblatex2022", "A biblatex entry", "", "6000003", None),
+        ("smith2020", "A second entry under a key already used", "", None, None)]
+    problems = [(r.id, r.problem) for r in got if r.problem]
+    assert problems[0][0] == "bibtex-line-18"
+    assert problems[0][1] == ("the BibTeX entry at line 18 cannot be read: Unexpected block "
+                              "start: `@article`. Was still looking for field-value closing `}`")
+    assert problems[1] == ("notitle", "the record has neither a title nor an abstract")
+    assert records.report.format == "bibtex"

@@ -1,6 +1,6 @@
-"""POST /v1/classify_file: an export as people have it (PubMed XML, MEDLINE/nbib, RIS, PubMed's
-CSV, CSV/TSV/JSONL/Parquet), uploaded as a multipart `file`, read by the same readers as the
-bulk command, answered as JSON or CSV. Bounded: GATEWAY_MAX_BODY_BYTES and
+"""POST /v1/classify_file: an export as people have it (PubMed XML, MEDLINE/nbib, RIS, BibTeX,
+PubMed's CSV, CSV/TSV/JSONL/Parquet), uploaded as a multipart `file`, read by the same
+readers as the bulk command, answered as JSON or CSV. Bounded: GATEWAY_MAX_BODY_BYTES and
 GATEWAY_MAX_FILE_RECORDS; larger exports belong to `python -m inference classify`."""
 
 from __future__ import annotations
