@@ -16,7 +16,9 @@ _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 8192
 _MEDLINE_TAG = re.compile(rb"^(PMID|TI  |AB  |FAU |AU  |PT  |DP  )- ", re.MULTILINE)
 _RIS_TAG = re.compile(rb"^TY  - ", re.MULTILINE)
-_BIBTEX_ENTRY = re.compile(rb"^[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]", re.MULTILINE)
+# BibTeX: the first thing after blank and `%` comment lines (JabRef's `% Encoding:`) is an
+# entry; an `@article{` line further down a CSV cell or an abstract is not enough.
+_BIBTEX_START = re.compile(rb"(?:[ \t]*(?:%[^\n]*)?\r?\n)*[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]")
 
 
 def is_gzip(path: Path) -> bool:
@@ -49,12 +51,12 @@ def detect_format(path: Path) -> str:
     text = head.lstrip(b" \t\r\n")
     if text.startswith(b"<"):
         return "pubmed-xml"
+    if _BIBTEX_START.match(head):
+        return "bibtex"
     if _RIS_TAG.search(head):
         return "ris"
     if _MEDLINE_TAG.search(head):
         return "medline"
-    if _BIBTEX_ENTRY.search(head):
-        return "bibtex"
     if text.startswith(b"{"):
         return "jsonl"
     return "csv"

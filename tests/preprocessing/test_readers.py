@@ -617,7 +617,45 @@ def test_bibtex_exports_of_reference_managers(tmp_path: Path) -> None:
         ("smith2020", "A second entry under a key already used", "", None, None)]
     problems = [(r.id, r.problem) for r in got if r.problem]
     assert problems[0][0] == "bibtex-line-18"
-    assert problems[0][1] == ("the BibTeX entry at line 18 cannot be read: Unexpected block "
+    assert problems[0][1] == ("the BibTeX block at line 18 cannot be read: Unexpected block "
                               "start: `@article`. Was still looking for field-value closing `}`")
     assert problems[1] == ("notitle", "the record has neither a title nor an abstract")
     assert records.report.format == "bibtex"
+
+
+def test_bibtex_text_is_decoded_faithfully_or_refused(tmp_path: Path) -> None:
+    # Found by an adversarial review: Zotero's {\textless}, EndNote's raw % and & lost text;
+    # a brace too many, a missing comma or # concatenation gave wrong fields without a word.
+    bib = r"""
+@article{lt, title = {p {\textless} 0.05 and n {\textgreater} 100},
+  abstract = {Reduced by 50% in mice; IL-6 & TNF; ~50 patients; 5\% -- all},
+  title = {A second title is ignored}, doi = {10.1000/abc%2Fdef},
+  note = {Comment on: J Ex. 2019;1:1. PMID: 29999999}}
+@article{brace, title = {A title}, abstract = {We found } that levels rose.}, pmid = {111}}
+@article{comma, title = {T1}
+  abstract = {abs}}
+@string{pre = "Title part one"}
+@article{concat, title = pre # " and two"}
+@article{macro, title = pre, eprint = { 12345681 }, eprinttype = {pmid}}
+@article{extra, title = {Extra}, extra = {Type: article
+PMID: 31234567}, pmid = {٣١٢}}
+"""
+    got = {r.id: r for r in read_records(_write(tmp_path, "z.bib", bib))}
+    lt = got["lt"]
+    assert (lt.title, lt.abstract, lt.doi, lt.pmid) == (
+        "p < 0.05 and n > 100", "Reduced by 50% in mice; IL-6 & TNF; ~50 patients; 5% – all",
+        "10.1000/abc%2Fdef", None)
+    assert "ends before fields that follow it" in got["brace"].problem
+    for key in ("comma", "concat"):
+        assert "cannot be read for sure" in got[key].problem
+    assert (got["macro"].title, got["macro"].pmid) == ("Title part one", "12345681")
+    assert (got["extra"].pmid, got["extra"].problem) == ("31234567", None)
+
+
+def test_an_at_sign_line_inside_other_formats_is_not_bibtex(tmp_path: Path) -> None:
+    csv_cell = 'Title,Abstract\nA,"first line\n@article{z, q}"\nB,two\n'
+    assert detect_format(_write(tmp_path, "a.csv", csv_cell)) == "csv"
+    bib = "% Encoding: UTF-8\n\n@article{k, title = {T}, annote = {x\nPMID- 1\nTY  - JOUR}}\n"
+    path = _write(tmp_path, "k.bib", bib)
+    assert detect_format(path) == "bibtex"
+    assert [r.title for r in read_records(path)] == ["T"]
