@@ -29,6 +29,7 @@ _SYMBOLS = {"textless": "<", "textgreater": ">", "textbar": "|", "textquotedbl":
 _RAW = re.compile(r"(?<!\\)([%&~])")
 _RAW_AS = {"%": r"\%", "&": r"\&", "~": r"\textasciitilde{}"}
 _PMID = re.compile(r"(?:PMID:?\s*)?([1-9][0-9]{0,8})", re.IGNORECASE)
+_PMID_LINE = re.compile(r"PMID:?\s*([1-9][0-9]{0,8})", re.IGNORECASE)
 _FIELD_LIKE = re.compile(r"\b[A-Za-z]+\s*=\s*[{\"0-9]")
 _LATEX = re.compile(r"[\\{}$%&~]")
 
@@ -36,6 +37,11 @@ _LATEX = re.compile(r"[\\{}$%&~]")
 def _line(block: object) -> int:
     """The block's first line, counted from 1 (bibtexparser counts from 0)."""
     return (getattr(block, "start_line", None) or 0) + 1
+
+
+def _key(entry: Entry, position: int) -> str:
+    """The citation key; an entry without one (`@article{,`) is named by its position."""
+    return entry.key or f"entry-{position}"
 
 
 def _converter() -> LatexNodes2Text:
@@ -76,8 +82,7 @@ def _pmid(fields: dict[str, str]) -> str | None:
         return found.group(1)
     for name in ("extra", "note", "annote"):
         for line in fields.get(name, "").splitlines():
-            if line.strip().upper().startswith("PMID") and (found := _PMID.fullmatch(
-                    line.strip())):
+            if found := _PMID_LINE.fullmatch(line.strip()):
                 return found.group(1)
     return None
 
@@ -102,7 +107,7 @@ class _Entries:
         raw: dict[str, str] = {}
         for field in entry.fields:  # a field named twice: the first, as BibTeX does
             raw.setdefault(field.key.lower(), str(field.value))
-        key = entry.key or f"entry-{position}"
+        key = _key(entry, position)
         texts = {name: self.text(raw.get(name)) for name in ("title", "abstract")}
         if None in texts.values():
             name = "title" if texts["title"] is None else "abstract"
@@ -127,9 +132,8 @@ def read_bibtex(text: str, report: ReadReport) -> Iterator[Record]:
     held: tuple[Entry, int] | None = None
     for position, block in enumerate(library.blocks):
         if isinstance(block, ImplicitComment) and held and _FIELD_LIKE.search(block.comment):
-            entry, _ = held
-            held = None
-            yield unreadable(report, entry.key, f"BibTeX entry {entry.key} (line "
+            (entry, at), held = held, None
+            yield unreadable(report, _key(entry, at), f"BibTeX entry {_key(entry, at)} (line "
                              f"{_line(entry)}) ends before fields that follow it: a "
                              "brace too many?")
             continue

@@ -34,7 +34,7 @@ class _Row:
 
 class _Lines:
     """The text's physical lines (split as csv splits them: \\n, \\r\\n or \\r), counting
-    those the current row took."""
+    how many have been read, so a row's first and last line numbers are known."""
 
     def __init__(self, text: str) -> None:
         self._lines = io.StringIO(text, newline="")
@@ -151,10 +151,12 @@ def _mark_broken_rows(rows: list[_Row], width: int, sep: str) -> None:
         if row.problem or row.fields is None or len(row.fields) == width:
             continue
         where, count = _lines(row.line, row.last), len(row.fields)
-        row.problem = (
-            f"{where} has {count} fields but the header {width}: an unquoted {sep!r} in a "
-            "field?" if count > width else f"{where} has {count} of the header's {width} "
-            "fields: a line break inside an unquoted field? (write every field, empty ones too)")
+        if count > width:
+            row.problem = (f"{where} has {count} fields but the header {width}: an unquoted "
+                           f"{sep!r} in a field?")
+        else:
+            row.problem = (f"{where} has {count} of the header's {width} fields: a line break "
+                           "inside an unquoted field? (write every field, empty ones too)")
     short = [i for i, row in enumerate(rows) if row.fields and len(row.fields) < width]
     for i in short:
         for near in rows[max(i - 1, 0):i] + rows[i + 1:i + 2]:

@@ -51,9 +51,10 @@ def as_file(path: Path, folder: Path | None = None, keep_free: int = KEEP_FREE
               _open_stream(path) as source, copy.open("wb") as target):
             while block := source.read(1 << 20):
                 if bar.n % (64 << 20) < len(block) and shutil.disk_usage(tmp).free < keep_free:
-                    raise InputTooLarge(f"copying {path} to {tmp} left under {keep_free:,} bytes "
-                                  f"free after {bar.n:,} bytes; copy it elsewhere, or give "
-                                  "the files it comes from (a folder is read file by file)")
+                    raise InputTooLarge(
+                        f"copying {path} to {tmp} left under {keep_free:,} bytes free after "
+                        f"{bar.n:,} bytes; copy it elsewhere, or give the files it comes from "
+                        "(a folder is read file by file)")
                 target.write(block)
                 bar.update(len(block))
         yield copy

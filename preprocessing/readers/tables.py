@@ -40,9 +40,8 @@ def resolve_columns(columns: Iterable[str], explicit: Mapping[str, str] | None =
     the table has neither a title nor an abstract column (the message lists the columns)."""
     columns = list(columns)
     by_norm: dict[str, str] = {}
-    for name in columns:
-        by_norm.setdefault(_norm(name), name)  # `TITLE` and `Title`: the first wins, as for
-        # two columns of one name
+    for name in columns:  # `TITLE` and `Title`: the first wins, as for a repeated name
+        by_norm.setdefault(_norm(name), name)
     found: dict[str, str] = {}
     for field, column in (explicit or {}).items():
         if field not in FIELDS:
@@ -71,7 +70,7 @@ def _value(row: Mapping[str, Any], column: str | None) -> str | None:
 
 
 def table_records(rows: Iterable[Mapping[str, Any]], columns: dict[str, str],
-             report: ReadReport, start: int = 0) -> Iterator[Record]:
+                  report: ReadReport, start: int = 0) -> Iterator[Record]:
     for position, row in enumerate(rows, start):
         pmid = _value(row, columns.get("pmid"))
         id_ = _value(row, columns.get("id")) or pmid or str(position)
