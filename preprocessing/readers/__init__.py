@@ -11,8 +11,10 @@ content, not the extension.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +72,38 @@ class _Bounded:
         return data
 
 
+def _read_until_cut(stream: _Bounded) -> tuple[bytes, str | None]:
+    """Every byte of `stream`, and, for a cut or damaged gzip file, what the bytes read
+    before the break and why it broke (None when whole)."""
+    chunks: list[bytes] = []
+    try:
+        while chunk := stream.read(1 << 16):
+            chunks.append(chunk)
+    except DamagedInput as err:
+        return b"".join(chunks), str(err)
+    return b"".join(chunks), None
+
+
+# Where the last complete record of a cut text file ends, by format: a MEDLINE record ends
+# with a blank line or where the next one's PMID line starts, a RIS record with its ER line,
+# a BibTeX entry where the next one's "@" starts, and a table or JSON Lines row with its line
+# (a cut inside a quoted cell that spans lines leaves an open quote the table reader reports).
+# The record the cut falls in is never read, nor a BibTeX entry the cut falls just after.
+_RECORD_END = {"medline": re.compile(rb"^(?=PMID- )|^[ \t\r]*\n", re.M),
+               "ris": re.compile(rb"^ER  -.*\n", re.M),
+               "bibtex": re.compile(rb"^(?=@)", re.M)}
+_LINE_END = re.compile(rb"\n")
+
+
+def _complete_records(raw: bytes, fmt: str) -> bytes:
+    """`raw` up to the end of its last complete record in format `fmt` (b"" when none, and
+    for text in UTF-16 or UTF-32, whose line ends are not these bytes)."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
+        return b""  # UTF-32-LE's byte-order mark begins with UTF-16-LE's
+    ends = [m.end() for m in _RECORD_END.get(fmt, _LINE_END).finditer(raw)]
+    return raw[: ends[-1]] if ends else b""
+
+
 @contextmanager
 def _open(path: Path, limit: int | None) -> Iterator[_Bounded]:
     """The file's bytes, gzip looked through, bounded by `limit`."""
@@ -96,8 +130,16 @@ class RecordStream:
                 yield from read_pubmed_xml(stream, report)
         else:
             with _open(path, self.max_bytes) as stream:
-                raw = stream.read()
-            yield from self._text_records(raw)
+                raw, cut = _read_until_cut(stream)
+            if cut is None:
+                yield from self._text_records(raw)
+                return
+            complete = _complete_records(raw, self.format)
+            if not complete.strip():
+                raise DamagedInput(f"{cut}: no record could be read")
+            yield from self._text_records(complete)
+            yield unreadable(self.report, "gzip-cut", f"{cut}; the records from byte "
+                             f"{len(complete)} on (once decompressed) cannot be read")
 
     def _folder_records(self) -> Iterator[Record]:
         """Each file of the folder by its own format, into this stream's one report. A file

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -368,6 +369,51 @@ def test_a_cut_gzip_keeps_what_was_read_before_the_cut(tmp_path: Path) -> None:
     assert "cut or damaged" in got[-1].problem
     with pytest.raises(ValueError, match="cut or damaged"):
         list(read_records(_write(tmp_path, "cut.nbib.gz", gzip.compress(NBIB.encode())[:40])))
+
+
+def _gzip_cut_at(text: str, at: int) -> bytes:
+    """The first `at` characters of `text` gzipped and flushed, and no more: what a download
+    of the gzipped text that broke there leaves."""
+    packer = zlib.compressobj(wbits=31)
+    return packer.compress(text[:at].encode()) + packer.flush(zlib.Z_SYNC_FLUSH)
+
+
+@pytest.mark.parametrize(("name", "record"), [
+    ("cut.nbib", "PMID- {i}\nTI  - Title {i}\nAB  - Abstract {i} about a tumour.\n"
+                 "      More of abstract {i}.\n\n"),
+    ("cut.ris", "TY  - JOUR\nTI  - Title {i}\nAB  - Abstract {i} about a tumour.\n"
+                "AN  - {i}\nER  - \n\n"),
+    ("cut.csv", '{i},Title {i},"Abstract {i}, about\na tumour."\n'),
+    ("cut.jsonl", '{{"pmid": "{i}", "title": "Title {i}", "abstract": "Abstract {i}."}}\n'),
+    ("cut.bib", "@article{{k{i},\n  title = {{Title {i}}},\n  abstract = {{Abstract {i}.}},\n"
+                "  pmid = {{{i}}},\n}}\n"),
+])
+def test_a_cut_text_gzip_keeps_its_complete_records(tmp_path: Path, name: str,
+                                                     record: str) -> None:
+    # Such files used to be refused whole. Wherever in record 2,000 the cut falls, the 1,999
+    # before it are read as in the whole file, that one is not read at all (a CSV cell cut
+    # between its lines is reported as an open quote), and a last row says why.
+    header = "pmid,title,abstract\n" if name == "cut.csv" else ""
+    text = header + "".join(record.format(i=i) for i in range(1, 3_001))
+    whole = list(read_records(_write(tmp_path, name + ".gz", gzip.compress(text.encode()))))
+    assert len(whole) == 3_000 and not any(r.problem for r in whole)
+    start = len(header + "".join(record.format(i=i) for i in range(1, 2_000)))
+    for into in range(1, len(record.format(i=2_000)), 7):
+        packed = _gzip_cut_at(text, start + into)
+        cut = list(read_records(_write(tmp_path, name + ".gz", packed)))
+        kept = [r for r in cut if not r.problem]
+        assert kept == whole[:1_999] and cut[:1_999] == kept
+        assert all("quoted field that is never closed" in r.problem for r in cut[1_999:-1])
+        assert len(cut) - 1_999 in (1, 2)
+        assert cut[-1].id == "gzip-cut" and "cut or damaged" in cut[-1].problem
+        assert "cannot be read" in cut[-1].problem and not cut[-1].title
+
+
+def test_a_cut_utf16_text_gzip_is_refused_whole(tmp_path: Path) -> None:
+    text = "".join(f"PMID- {i}\nTI  - Title {i}\n\n" for i in range(1, 2_000))
+    packed = gzip.compress(text.encode("utf-16"))
+    with pytest.raises(ValueError, match="cut or damaged.*no record could be read"):
+        list(read_records(_write(tmp_path, "cut.nbib.gz", packed[: len(packed) // 2])))
 
 
 def test_pubmed_xml_edge_records(tmp_path: Path) -> None:
