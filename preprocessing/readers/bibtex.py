@@ -12,6 +12,7 @@ concatenation, an unknown `@string`) makes the record an error row, never a gues
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 
@@ -21,6 +22,10 @@ from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_la
 
 from preprocessing.readers.records import ReadReport, Record
 from preprocessing.readers.text import finish, unreadable
+
+# bibtexparser logs every block it cannot split, and with no logging set up (the command
+# line) Python prints that over the progress bar; each such block is an error row here.
+logging.getLogger("bibtexparser").addHandler(logging.NullHandler())
 
 # Text-mode symbols that Zotero and Mendeley write for <, > and | (pylatexenc drops them).
 _SYMBOLS = {"textless": "<", "textgreater": ">", "textbar": "|", "textquotedbl": '"',

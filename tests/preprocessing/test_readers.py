@@ -650,6 +650,15 @@ BIBTEX = r"""% Encoding: UTF-8
 """
 
 
+def test_a_broken_bibtex_block_is_a_row_not_a_line_on_stderr(tmp_path: Path) -> None:
+    path = _write(tmp_path, "broken.bib", "@article{a, title = {Open\n@article{b, title={B}}\n")
+    code = ("import sys; from pathlib import Path; from preprocessing.readers import "
+            "read_records; print([r.id for r in read_records(Path(sys.argv[1]))])")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "['bibtex-line-1', 'b']" and done.stderr == ""
+
+
 def test_bibtex_exports_of_reference_managers(tmp_path: Path) -> None:
     path = _write(tmp_path, "library.bib", BIBTEX)
     assert detect_format(path) == "bibtex"
