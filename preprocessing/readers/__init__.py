@@ -37,6 +37,7 @@ from preprocessing.readers.records import (
     InputTooLarge,
     ReadReport,
     Record,
+    gzip_damage,
 )
 from preprocessing.readers.ris import read_ris
 from preprocessing.readers.streams import as_file, is_stream
@@ -64,8 +65,7 @@ class _Bounded:
         try:
             data = read(size)
         except GZIP_ERRORS as err:
-            raise DamagedInput(f"the compressed file is cut or damaged ({err}) after "
-                               f"{self.seen} bytes") from None
+            raise gzip_damage(err, self.seen) from None
         self.seen += len(data)
         if self.limit is not None and self.seen > self.limit:
             raise InputTooLarge(f"more than {self.limit} bytes once decompressed")
@@ -73,23 +73,27 @@ class _Bounded:
 
 
 def _read_until_cut(stream: _Bounded) -> tuple[bytes, str | None]:
-    """Every byte of `stream`, and, for a cut or damaged gzip file, what the bytes read
-    before the break and why it broke (None when whole)."""
+    """Every byte of `stream`, and, for a gzip file cut short, the bytes read before the cut
+    and why it broke (None when whole). Raises DamagedInput when the bytes cannot be trusted."""
     chunks: list[bytes] = []
     try:
         while chunk := stream.read(1 << 16):
             chunks.append(chunk)
     except DamagedInput as err:
+        if not err.sound:
+            raise
         return b"".join(chunks), str(err)
     return b"".join(chunks), None
 
 
-# Where the last complete record of a cut text file ends, by format: a MEDLINE record ends
-# with a blank line or where the next one's PMID line starts, a RIS record with its ER line,
-# a BibTeX entry where the next one's "@" starts, and a table or JSON Lines row with its line
-# (a cut inside a quoted cell that spans lines leaves an open quote the table reader reports).
-# The record the cut falls in is never read, nor a BibTeX entry the cut falls just after.
-_RECORD_END = {"medline": re.compile(rb"^(?=PMID- )|^[ \t\r]*\n", re.M),
+# Where the last complete record of a cut text file ends, by format: a MEDLINE record where
+# a blank line is followed by a tag line or where the next one's PMID line starts (a line of
+# spaces inside an abstract is a paragraph break), a RIS record with its ER line, a BibTeX
+# entry where the next one's "@" starts, and a table or JSON Lines row with its line (a cut
+# inside a quoted cell that spans lines leaves an open quote the table reader reports). The
+# record the cut falls in is never read, nor a BibTeX entry the cut falls just after, nor a
+# table's last whole line: an unquoted line break in it would leave half a row looking whole.
+_RECORD_END = {"medline": re.compile(rb"^(?=PMID- )|^[ \t\r]*\n(?=[A-Z0-9 ]{4}- )", re.M),
                "ris": re.compile(rb"^ER  -.*\n", re.M),
                "bibtex": re.compile(rb"^(?=@)", re.M)}
 _LINE_END = re.compile(rb"\n")
@@ -101,6 +105,8 @@ def _complete_records(raw: bytes, fmt: str) -> bytes:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
         return b""  # UTF-32-LE's byte-order mark begins with UTF-16-LE's
     ends = [m.end() for m in _RECORD_END.get(fmt, _LINE_END).finditer(raw)]
+    if fmt == "csv":
+        ends = ends[:-1]
     return raw[: ends[-1]] if ends else b""
 
 
@@ -138,8 +144,8 @@ class RecordStream:
             if not complete.strip():
                 raise DamagedInput(f"{cut}: no record could be read")
             yield from self._text_records(complete)
-            yield unreadable(self.report, "gzip-cut", f"{cut}; the records from byte "
-                             f"{len(complete)} on (once decompressed) cannot be read")
+            yield unreadable(self.report, path.name, f"{path.name}: {cut}; the records from "
+                             f"byte {len(complete)} on (once decompressed) cannot be read")
 
     def _folder_records(self) -> Iterator[Record]:
         """Each file of the folder by its own format, into this stream's one report. A file

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from preprocessing.papers import WIDE_BOMS
-from preprocessing.readers.records import GZIP_ERRORS, DamagedInput
+from preprocessing.readers.records import GZIP_ERRORS, gzip_damage
 
 FORMATS = ("folder", "pubmed-xml", "medline", "ris", "bibtex", "jsonl", "parquet", "csv")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -30,11 +30,15 @@ def _head(path: Path) -> bytes:
     """The file's first bytes (gzip looked through) as UTF-8 without a byte-order mark: a
     UTF-16 or UTF-32 export is recognised by what its text says."""
     opener = gzip.open if is_gzip(path) else open
-    try:
-        with opener(path, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
-    except GZIP_ERRORS as err:
-        raise DamagedInput(f"the compressed file is cut or damaged ({err})") from None
+    head = b""
+    with opener(path, "rb") as f:
+        try:  # read1: gzip's read drops what it decompressed in a call that meets a cut
+            while len(head) < _SNIFF_BYTES and (chunk := f.read1(_SNIFF_BYTES - len(head))):
+                head += chunk
+        except GZIP_ERRORS as err:
+            damage = gzip_damage(err, len(head))
+            if not (damage.sound and head):
+                raise damage from None
     for bom, codec in WIDE_BOMS:
         if head.startswith(bom):
             return head.decode(codec, errors="ignore").encode("utf-8")

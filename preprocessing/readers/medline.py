@@ -26,18 +26,21 @@ _TAG_LINE = re.compile(r"^[A-Z0-9 ]{4}- ")
 
 
 def _separated(stream: TextIO) -> Iterator[str]:
-    """The lines of `stream` with a blank line before each `PMID- ` that lacks one (records
-    pasted together without it would be read as one paper with every PMID), and lines of
-    spaces made blank (Bio.Medline separates records only at an empty line)."""
-    after_blank = True
+    """The lines of `stream` as Bio.Medline needs them: a blank line before each `PMID- `
+    that lacks one (records pasted together without it would be read as one paper with every
+    PMID), lines of spaces before a tag line made blank (Bio.Medline separates records only
+    at an empty line), and those before a continuation line dropped (a paragraph break inside
+    an abstract, as in NCBI Bookshelf records: made blank, it split the record there)."""
+    first, blank = True, False
     for line in stream:
         if not line.strip():
-            line = "\n"
-        elif not _TAG_LINE.match(line) and not line[0].isspace():
+            blank = True
+            continue
+        if not _TAG_LINE.match(line) and not line[0].isspace():
             line = "      " + line  # a wrapped line at column 0 ("PMID-based ...") continues
-        elif line.startswith("PMID- ") and not after_blank:
+        if not line[0].isspace() and (blank or line.startswith("PMID- ")) and not first:
             yield "\n"
-        after_blank = line == "\n"
+        first, blank = False, False
         yield line
 
 

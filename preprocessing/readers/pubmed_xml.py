@@ -105,6 +105,8 @@ def read_pubmed_xml(stream: BinaryIO, report: ReadReport) -> Iterator[Record]:
     except (etree.XMLSyntaxError, DamagedInput) as err:
         if isinstance(err, DamagedInput):
             where, line = str(err), "eof"
+            if not err.sound:  # a CRC is checked at the end, after the records were read
+                where += " (the records before it may hold wrong text too)"
         else:
             line = err.position[0] if err.position and err.position[0] else "eof"
             where = f"the XML is not well formed at line {line} ({err.msg}){_hint(err.msg)}"

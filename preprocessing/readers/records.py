@@ -47,8 +47,22 @@ class ReadReport:
 
 
 class DamagedInput(ValueError):
-    """The file's bytes end or break where its compression says they should not (a cut or
-    corrupted .gz): what was read before is kept where the format allows."""
+    """The file's bytes end or break where its compression says they should not. `sound`:
+    the bytes read before are what the file holds (it was cut short, or bytes that are not
+    gzip follow its end), so what was read can be kept where the format allows; False when
+    they may be wrong (a failed CRC or length check, corrupt compressed data)."""
+
+    def __init__(self, message: str, sound: bool = False) -> None:
+        super().__init__(message)
+        self.sound = sound
+
+
+def gzip_damage(err: Exception, read: int) -> DamagedInput:
+    """What a gzip or zlib error met after `read` decompressed bytes means (Python's gzip
+    raises EOFError for a cut stream and "Not a gzipped file" for bytes after its end)."""
+    sound = isinstance(err, EOFError) or str(err).startswith("Not a gzipped file")
+    what = "cut short" if sound else "damaged: its text cannot be trusted"
+    return DamagedInput(f"the compressed file is {what} ({err}; after {read} bytes)", sound)
 
 
 class InputTooLarge(ValueError):

@@ -328,7 +328,7 @@ def test_a_gz_missing_only_its_trailer_keeps_every_record(tmp_path: Path) -> Non
         full = f"<PubmedArticleSet>{_articles(count)}</PubmedArticleSet>".encode()
         got = list(read_records(_write(tmp_path, "cut.xml.gz", gzip.compress(full)[:-8])))
         assert [r.pmid for r in got[:-1]] == [str(i) for i in range(1, count + 1)]
-        assert "cut or damaged" in got[-1].problem
+        assert "cut short" in got[-1].problem
 
 
 def test_joined_efetch_answers_and_a_cut_update_file_of_deletions(tmp_path: Path) -> None:
@@ -366,8 +366,8 @@ def test_a_cut_gzip_keeps_what_was_read_before_the_cut(tmp_path: Path) -> None:
     full = gzip.compress(f"<PubmedArticleSet>{many}</PubmedArticleSet>".encode())
     got = list(read_records(_write(tmp_path, "cut.xml.gz", full[: len(full) // 2])))
     assert len(got) > 10 and all(r.problem is None for r in got[:-1])
-    assert "cut or damaged" in got[-1].problem
-    with pytest.raises(ValueError, match="cut or damaged"):
+    assert "cut short" in got[-1].problem
+    with pytest.raises(ValueError, match="cut short"):
         list(read_records(_write(tmp_path, "cut.nbib.gz", gzip.compress(NBIB.encode())[:40])))
 
 
@@ -390,9 +390,11 @@ def _gzip_cut_at(text: str, at: int) -> bytes:
 ])
 def test_a_cut_text_gzip_keeps_its_complete_records(tmp_path: Path, name: str,
                                                      record: str) -> None:
-    # Such files used to be refused whole. Wherever in record 2,000 the cut falls, the 1,999
-    # before it are read as in the whole file, that one is not read at all (a CSV cell cut
-    # between its lines is reported as an open quote), and a last row says why.
+    # Such files used to be refused whole. Wherever in record 2,000 the cut falls, the
+    # records before it are read as in the whole file (but for the one just before, where
+    # its end cannot be told: a table's last whole line, a MEDLINE record whose next tag line
+    # is cut), that one is not read at all (a CSV cell cut between its lines is reported as
+    # an open quote), and a last row says why.
     header = "pmid,title,abstract\n" if name == "cut.csv" else ""
     text = header + "".join(record.format(i=i) for i in range(1, 3_001))
     whole = list(read_records(_write(tmp_path, name + ".gz", gzip.compress(text.encode()))))
@@ -402,17 +404,73 @@ def test_a_cut_text_gzip_keeps_its_complete_records(tmp_path: Path, name: str,
         packed = _gzip_cut_at(text, start + into)
         cut = list(read_records(_write(tmp_path, name + ".gz", packed)))
         kept = [r for r in cut if not r.problem]
-        assert kept == whole[:1_999] and cut[:1_999] == kept
-        assert all("quoted field that is never closed" in r.problem for r in cut[1_999:-1])
-        assert len(cut) - 1_999 in (1, 2)
-        assert cut[-1].id == "gzip-cut" and "cut or damaged" in cut[-1].problem
+        assert len(kept) in (1_998, 1_999) and kept == whole[: len(kept)]
+        assert cut[: len(kept)] == kept and len(cut) - len(kept) in (1, 2)
+        assert all("quoted field that is never closed" in r.problem for r in cut[len(kept):-1])
+        assert cut[-1].id == name + ".gz" and "cut short" in cut[-1].problem
         assert "cannot be read" in cut[-1].problem and not cut[-1].title
+
+
+def _damaged_gz(text: str, at: str) -> bytes:
+    """`text` gzipped uncompressed (stored), one byte changed inside `at`: the CRC fails."""
+    blob = bytearray(gzip.compress(text.encode(), compresslevel=0))
+    blob[bytes(blob).index(at.encode()) + 1] ^= 0x01
+    return bytes(blob)
+
+
+def test_a_damaged_gzip_is_refused_whole_not_read_garbled(tmp_path: Path) -> None:
+    # Kept like a cut file, its records were read with the changed byte in them.
+    nbib = "".join(f"PMID- {i}\nTI  - Title {i}\nAB  - The tumour grew in {i} of 40.\n\n"
+                   for i in range(1, 200))
+    with pytest.raises(ValueError, match="damaged: its text cannot be trusted.*CRC check"):
+        list(read_records(_write(tmp_path, "bad.nbib.gz", _damaged_gz(nbib, "grew in 50 "))))
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "bad.nbib.gz").write_bytes(_damaged_gz(nbib, "\n\nPMID- 150"))
+    (folder / "good.nbib").write_text("PMID- 9999\nTI  - Good\nAB  - Fine.\n")
+    got = list(read_records(folder))
+    assert [r.id for r in got] == ["bad.nbib.gz", "9999"] and "CRC check" in got[0].problem
+    xml = f"<PubmedArticleSet>{_articles(300)}</PubmedArticleSet>"
+    got = list(read_records(_write(tmp_path, "bad.xml.gz", _damaged_gz(xml, "study 150<"))))
+    assert "the records before it may hold wrong text too" in got[-1].problem
+
+
+def test_a_small_cut_gzip_keeps_its_records(tmp_path: Path) -> None:
+    # Under 8 KiB before the cut, format detection met the cut first and refused the file.
+    text = "".join(f"PMID- {i}\nTI  - Title {i}\n\n" for i in range(1, 400))
+    got = list(read_records(_write(tmp_path, "small.nbib.gz",
+                                   _gzip_cut_at(text, text.index("PMID- 60\n") + 7))))
+    assert [r.pmid for r in got[:-1]] == [str(i) for i in range(1, 60)]
+    assert "cut short" in got[-1].problem
+
+
+def test_a_paragraph_break_of_spaces_inside_a_medline_abstract(tmp_path: Path) -> None:
+    # NCBI Bookshelf records (StatPearls) hold lines of spaces between paragraphs: made blank
+    # they ended the record there (Bio.Medline raised KeyError on the rest), and a cut after
+    # one read the first paragraph as the whole abstract.
+    paragraphs = ("PMID- 29939664\nTI  - Morvan Syndrome.\nAB  - Morvan syndrome is rare.\n"
+                  "      \n      It is fatal with a thymoma.\n\n")
+    text = "".join(f"PMID- {i}\nTI  - Title {i}\n\n" for i in range(1, 300)) + paragraphs
+    whole = list(read_records(_write(tmp_path, "bookshelf.nbib", text + "PMID- 1\nTI  - T\n")))
+    assert whole[299].abstract == "Morvan syndrome is rare. It is fatal with a thymoma."
+    cut = list(read_records(_write(tmp_path, "bookshelf.nbib.gz",
+                                   _gzip_cut_at(text, text.index("It is") + 3))))
+    assert [r.pmid for r in cut[:-1]] == [str(i) for i in range(1, 300)]
+
+
+def test_an_unquoted_line_break_at_the_cut_is_not_read_as_a_row(tmp_path: Path) -> None:
+    rows = [f"{i},Title {i},Abstract {i}.\n" for i in range(1, 400)]
+    rows[299] = "300,Title 300,Abstract 300: the tumour shrank\nin no patient.\n"
+    text = "pmid,title,abstract\n" + "".join(rows)
+    for at in (text.index("in no patient") + 5, text.index("in no patient")):
+        got = list(read_records(_write(tmp_path, "broken.csv.gz", _gzip_cut_at(text, at))))
+        assert [r.pmid for r in got if not r.problem] == [str(i) for i in range(1, 300)]
 
 
 def test_a_cut_utf16_text_gzip_is_refused_whole(tmp_path: Path) -> None:
     text = "".join(f"PMID- {i}\nTI  - Title {i}\n\n" for i in range(1, 2_000))
     packed = gzip.compress(text.encode("utf-16"))
-    with pytest.raises(ValueError, match="cut or damaged.*no record could be read"):
+    with pytest.raises(ValueError, match="cut short.*no record could be read"):
         list(read_records(_write(tmp_path, "cut.nbib.gz", packed[: len(packed) // 2])))
 
 
