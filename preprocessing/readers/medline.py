@@ -51,9 +51,15 @@ def _field(record: dict, tag: str) -> str:
 
 
 def read_medline(stream: TextIO, report: ReadReport) -> Iterator[Record]:
-    """Records of a MEDLINE text stream (streamed: one record in memory at a time)."""
-    for position, record in enumerate(Medline.parse(_separated(stream))):
-        pmid = _field(record, "PMID") or None
-        title = _field(record, "TI") or _field(record, "BTI")
-        yield finish(report, pmid or str(position), title, _field(record, "AB"), pmid=pmid,
-                     doi=_doi(record))
+    """Records of a MEDLINE text stream (streamed: one record in memory at a time). Raises
+    ValueError where Bio.Medline meets an indented line before any tag (its KeyError)."""
+    position = 0
+    try:
+        for position, record in enumerate(Medline.parse(_separated(stream)), 1):
+            pmid = _field(record, "PMID") or None
+            title = _field(record, "TI") or _field(record, "BTI")
+            yield finish(report, pmid or str(position - 1), title, _field(record, "AB"),
+                         pmid=pmid, doi=_doi(record))
+    except KeyError:
+        raise ValueError(f"MEDLINE record {position + 1} starts with an indented line, not a "
+                         "tag line (`PMID- ...`): the text from there on cannot be read") from None

@@ -456,6 +456,8 @@ def test_a_paragraph_break_of_spaces_inside_a_medline_abstract(tmp_path: Path) -
     cut = list(read_records(_write(tmp_path, "bookshelf.nbib.gz",
                                    _gzip_cut_at(text, text.index("It is") + 3))))
     assert [r.pmid for r in cut[:-1]] == [str(i) for i in range(1, 300)]
+    with pytest.raises(ValueError, match="MEDLINE record 1 starts with an indented line"):
+        list(read_records(_write(tmp_path, "indented.nbib", "      text\nPMID- 1\n"), "medline"))
 
 
 def test_an_unquoted_line_break_at_the_cut_is_not_read_as_a_row(tmp_path: Path) -> None:
