@@ -104,7 +104,9 @@ def _complete_records(raw: bytes, fmt: str) -> bytes:
     for text in UTF-16 or UTF-32, whose line ends are not these bytes)."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
         return b""  # UTF-32-LE's byte-order mark begins with UTF-16-LE's
-    ends = [m.end() for m in _RECORD_END.get(fmt, _LINE_END).finditer(raw)]
+    # Old Mac files end lines with CR alone: found on a same-length view with LF.
+    view = raw if b"\n" in raw else raw.replace(b"\r", b"\n")
+    ends = [m.end() for m in _RECORD_END.get(fmt, _LINE_END).finditer(view)]
     if fmt == "csv":
         ends = ends[:-1]
     return raw[: ends[-1]] if ends else b""

@@ -444,6 +444,19 @@ def test_a_small_cut_gzip_keeps_its_records(tmp_path: Path) -> None:
     assert "cut short" in got[-1].problem
 
 
+@pytest.mark.parametrize("name", ["old-mac.nbib.gz", "old-mac.ris.gz", "old-mac.csv.gz"])
+def test_a_cut_gzip_with_cr_line_ends_keeps_its_records(tmp_path: Path, name: str) -> None:
+    record = {"old-mac.nbib.gz": "PMID- {i}\rTI  - Title {i}\r\r",
+              "old-mac.ris.gz": "TY  - JOUR\rTI  - Title {i}\rAN  - {i}\rER  - \r",
+              "old-mac.csv.gz": "{i},Title {i}\r"}[name]
+    header = "pmid,title\r" if "csv" in name else ""
+    text = header + "".join(record.format(i=i) for i in range(1, 400))
+    cut = text.index(record.format(i=300)) + 9
+    got = list(read_records(_write(tmp_path, name, _gzip_cut_at(text, cut))))
+    assert [r.title for r in got[:-1]][:298] == [f"Title {i}" for i in range(1, 299)]
+    assert len(got) - 1 in (298, 299) and "cut short" in got[-1].problem
+
+
 def test_a_paragraph_break_of_spaces_inside_a_medline_abstract(tmp_path: Path) -> None:
     # NCBI Bookshelf records (StatPearls) hold lines of spaces between paragraphs: made blank
     # they ended the record there (Bio.Medline raised KeyError on the rest), and a cut after
