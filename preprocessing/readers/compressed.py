@@ -12,8 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from preprocessing.readers.detect import is_gzip
 from preprocessing.readers.records import GZIP_ERRORS, DamagedInput, InputTooLarge, gzip_damage
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == _GZIP_MAGIC
 
 
 class Bounded:
@@ -23,15 +29,11 @@ class Bounded:
     def __init__(self, stream: BinaryIO, limit: int | None) -> None:
         self.stream, self.limit, self.seen = stream, limit, 0
 
-    def read(self, size: int = -1) -> bytes:
-        """Up to `size` bytes (all when negative). A positive size is served with `read1`
-        where the stream has it: gzip's `read` drops what it decompressed in a call that hits
-        a cut, and a cut file's last records are in that call."""
-        read = self.stream.read if size < 0 else getattr(self.stream, "read1", self.stream.read)
-        if self.limit is not None and size < 0:
-            size = self.limit - self.seen + 1
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes, by `read1`: gzip's `read` drops what it decompressed in a call
+        that hits a cut, and a cut file's last records are in that call."""
         try:
-            data = read(size)
+            data = self.stream.read1(size)
         except GZIP_ERRORS as err:
             raise gzip_damage(err, self.seen) from None
         self.seen += len(data)
@@ -40,13 +42,16 @@ class Bounded:
         return data
 
 
-def read_until_cut(stream: Bounded) -> tuple[bytes, str | None]:
-    """Every byte of `stream`, and, for a gzip file cut short, the bytes read before the cut
-    and why it broke (None when whole). Raises DamagedInput when the bytes cannot be trusted."""
+def read_until_cut(stream: Bounded, upto: int | None = None) -> tuple[bytes, str | None]:
+    """Every byte of `stream` (the first `upto` where given), and, for a gzip file cut short,
+    the bytes read before the cut and why it broke (None when whole). Raises DamagedInput
+    when the bytes cannot be trusted."""
     chunks: list[bytes] = []
+    total, wanted = 0, float("inf") if upto is None else upto
     try:
-        while chunk := stream.read(1 << 16):
+        while total < wanted and (chunk := stream.read(int(min(wanted - total, 1 << 16)))):
             chunks.append(chunk)
+            total += len(chunk)
     except DamagedInput as err:
         if not err.sound:
             raise

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import codecs
-import gzip
 import re
 from pathlib import Path
 
 from preprocessing.papers import WIDE_BOMS
-from preprocessing.readers.records import GZIP_ERRORS, gzip_damage
+from preprocessing.readers.compressed import open_bounded, read_until_cut
+from preprocessing.readers.records import DamagedInput
 
 FORMATS = ("folder", "pubmed-xml", "medline", "ris", "bibtex", "jsonl", "parquet", "csv")
-_GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 8192
 _MEDLINE_TAG = re.compile(rb"^(PMID|TI  |AB  |FAU |AU  |PT  |DP  )- ", re.MULTILINE)
@@ -21,24 +20,13 @@ _RIS_TAG = re.compile(rb"^TY  - ", re.MULTILINE)
 _BIBTEX_START = re.compile(rb"(?:[ \t]*(?:%[^\n]*)?\r?\n)*[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]")
 
 
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(2) == _GZIP_MAGIC
-
-
 def _head(path: Path) -> bytes:
     """The file's first bytes (gzip looked through) as UTF-8 without a byte-order mark: a
     UTF-16 or UTF-32 export is recognised by what its text says."""
-    opener = gzip.open if is_gzip(path) else open
-    head = b""
-    with opener(path, "rb") as f:
-        try:  # read1: gzip's read drops what it decompressed in a call that meets a cut
-            while len(head) < _SNIFF_BYTES and (chunk := f.read1(_SNIFF_BYTES - len(head))):
-                head += chunk
-        except GZIP_ERRORS as err:
-            damage = gzip_damage(err, len(head))
-            if not (damage.sound and head):
-                raise damage from None
+    with open_bounded(path, None) as stream:
+        head, cut = read_until_cut(stream, _SNIFF_BYTES)
+    if cut and not head:
+        raise DamagedInput(cut)
     for bom, codec in WIDE_BOMS:
         if head.startswith(bom):
             return head.decode(codec, errors="ignore").encode("utf-8")
